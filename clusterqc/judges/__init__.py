@@ -1,0 +1,1 @@
+"""Judges propose a verdict for a cluster: an LLM behind an OpenAI-compatible API, or the offline heuristics."""

@@ -1,0 +1,152 @@
+"""The plain data every stage passes around: frozen dataclasses, no I/O.
+
+Keeping these free of SQL, Streamlit and HTTP lets the CLI, the app and the tests share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Verdict(str, Enum):
+    """The two labels a cluster can get; the vocabulary of the seed prompt."""
+
+    ACCEPTABLE = "Acceptable"
+    UNACCEPTABLE = "Unacceptable"
+
+    @property
+    def other(self) -> "Verdict":
+        """The verdict an Override turns this one into."""
+        return Verdict.UNACCEPTABLE if self is Verdict.ACCEPTABLE else Verdict.ACCEPTABLE
+
+    @classmethod
+    def parse(cls, value: "str | Verdict | None") -> "Verdict | None":
+        """Exact (case-insensitive) name to Verdict; None stays None. Raises ValueError otherwise."""
+        if value is None or isinstance(value, Verdict):
+            return value
+        for verdict in cls:
+            if value.strip().lower() == verdict.value.lower():
+                return verdict
+        raise ValueError(f"not a verdict: {value!r} (expected Acceptable or Unacceptable)")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image-text pair as the cluster file gives it; the text is kept byte for byte."""
+
+    text: str
+    uid: str | None = None
+    url: str | None = None
+
+    def to_json(self) -> Any:
+        """A bare string when there is nothing but text, as the luvdatacomp files have it."""
+        if self.uid is None and self.url is None:
+            return self.text
+        out: dict[str, Any] = {"text": self.text}
+        if self.uid is not None:
+            out["uid"] = self.uid
+        if self.url is not None:
+            out["url"] = self.url
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any) -> "Sample":
+        """Inverse of `to_json` for data we wrote ourselves (validation lives in ingest)."""
+        if isinstance(value, str):
+            return cls(value)
+        return cls(value["text"], value.get("uid"), value.get("url"))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A cluster as reviewers see it: the 5 samples nearest its centroid and the 5 furthest."""
+
+    id: str
+    closest: tuple[Sample, ...]
+    furthest: tuple[Sample, ...]
+    size: int | None = None
+    dataset: str | None = None
+
+    @property
+    def samples(self) -> tuple[Sample, ...]:
+        """Closest first, then furthest: the order in which hints number them."""
+        return self.closest + self.furthest
+
+    def closest_texts(self) -> list[str]:
+        return [s.text for s in self.closest]
+
+    def furthest_texts(self) -> list[str]:
+        return [s.text for s in self.furthest]
+
+    def content_hash(self) -> str:
+        """Identity of the content, so a re-import of the same data is recognised as such."""
+        payload = json.dumps(
+            {
+                "closest": [s.to_json() for s in self.closest],
+                "furthest": [s.to_json() for s in self.furthest],
+                "size": self.size,
+                "dataset": self.dataset,
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A judge's answer for one cluster. `verdict` is None when the answer could not be parsed."""
+
+    cluster_id: str
+    judge: str
+    prompt_version: str
+    verdict: Verdict | None
+    reason: str
+    raw: str = ""
+    parse_error: str | None = None
+    latency_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    id: int | None = None
+    created_at: str | None = None
+
+    @property
+    def parsed(self) -> bool:
+        return self.verdict is not None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One row of the append-only decision log.
+
+    `action` is "decide" for a reviewer's verdict and "undo" for the row that reverts one;
+    an undo carries the verdict the reviewer had before (None when there was none).
+    """
+
+    cluster_id: str
+    reviewer: str
+    verdict: Verdict | None
+    action: str = "decide"
+    proposal_id: int | None = None
+    agrees: bool | None = None
+    note: str = ""
+    reverts: int | None = None
+    guideline: str | None = None
+    id: int | None = None
+    created_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counts `clusterqc stats` prints and the sidebar shows."""
+
+    clusters: int
+    proposals: int
+    unparsed: int
+    decisions: int
+    reviewed_clusters: int
+    reviewers: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,843 @@
+"""The SQLite store: schema, migrations and every query. The only module that speaks SQL.
+
+Why it looks the way it does:
+- WAL mode and a busy timeout let several reviewers and a batch runner share one file.
+- Every write runs in `BEGIN IMMEDIATE`, so two writers never deadlock on a lock upgrade,
+  and a write that still finds the database busy is retried a bounded number of times
+  instead of surfacing "database is locked" to a reviewer.
+- `decisions` is an append-only log. `labels` (each reviewer's current verdict per cluster)
+  and `clusters.n_reviews` are derived from it inside the same transaction as each append, so
+  the review queue stays an index lookup at 100,000 clusters; `rebuild_labels` recomputes them
+  from the log alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from clusterqc.model import Cluster, Decision, Proposal, Sample, Stats, Verdict
+
+DEFAULT_DB = "clusterqc.db"
+ENV_DB = "CLUSTERQC_DB"
+BUSY_TIMEOUT_MS = 30_000
+WRITE_ATTEMPTS = 8
+HOLD_SECONDS = 300
+
+migrations = Migrations("clusterqc")
+
+
+def resolve_db_path(db: str | os.PathLike[str] | None = None) -> Path:
+    """`--db`, else $CLUSTERQC_DB, else ./clusterqc.db: the order every entry point uses."""
+    return Path(db or os.environ.get(ENV_DB) or DEFAULT_DB)
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC with microseconds: sorts as text and keeps decisions in order."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def natural_key(cluster_id: str) -> str:
+    """`Cluster_2` before `Cluster_10`: numbers zero-padded so text order is natural order."""
+    return re.sub(r"\d+", lambda m: m.group(0).zfill(12), cluster_id)
+
+
+class ConflictError(ValueError):
+    """Clusters whose id exists with other content; nothing was written."""
+
+    def __init__(self, ids: Sequence[str]):
+        self.ids = list(ids)
+        shown = ", ".join(self.ids[:5]) + (f" and {len(self.ids) - 5} more" if len(self.ids) > 5 else "")
+        super().__init__(
+            f"{len(self.ids)} cluster id(s) already exist with different content: {shown} "
+            "(use --replace to overwrite them)"
+        )
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: int
+    unchanged: int
+    replaced: int
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """The first schema: clusters, prompts, proposals, failures, decisions, labels, holds."""
+    db.execute(
+        """CREATE TABLE clusters (
+            id TEXT PRIMARY KEY,
+            nkey TEXT NOT NULL,
+            dataset TEXT,
+            closest TEXT NOT NULL,
+            furthest TEXT NOT NULL,
+            text TEXT NOT NULL,
+            size INTEGER,
+            source TEXT,
+            content_hash TEXT NOT NULL,
+            n_reviews INTEGER NOT NULL DEFAULT 0,
+            imported_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX clusters_queue ON clusters (n_reviews, nkey)")
+    db.execute("CREATE INDEX clusters_nkey ON clusters (nkey)")
+    db.execute("CREATE INDEX clusters_size ON clusters (size DESC, nkey)")
+    db.execute(
+        """CREATE TABLE prompts (
+            version TEXT PRIMARY KEY,
+            name TEXT UNIQUE,
+            template TEXT NOT NULL,
+            examples TEXT NOT NULL DEFAULT '[]',
+            parent TEXT,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE proposals (
+            id INTEGER PRIMARY KEY,
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            judge TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            verdict TEXT CHECK (verdict IN ('Acceptable', 'Unacceptable')),
+            reason TEXT NOT NULL DEFAULT '',
+            raw TEXT NOT NULL DEFAULT '',
+            parse_error TEXT,
+            latency_s REAL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            created_at TEXT NOT NULL,
+            UNIQUE (cluster_id, judge, prompt_version)
+        )"""
+    )
+    db.execute("CREATE INDEX proposals_judge ON proposals (judge, prompt_version)")
+    db.execute(
+        """CREATE TABLE failures (
+            id INTEGER PRIMARY KEY,
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            judge TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            error TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY,
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            reviewer TEXT NOT NULL CHECK (length(reviewer) > 0),
+            verdict TEXT CHECK (verdict IN ('Acceptable', 'Unacceptable')),
+            action TEXT NOT NULL CHECK (action IN ('decide', 'undo')),
+            reverts INTEGER REFERENCES decisions(id),
+            proposal_id INTEGER REFERENCES proposals(id),
+            agrees INTEGER,
+            note TEXT NOT NULL DEFAULT '',
+            guideline TEXT,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX decisions_reviewer ON decisions (reviewer, id)")
+    db.execute("CREATE INDEX decisions_cluster ON decisions (cluster_id, id)")
+    db.execute("CREATE UNIQUE INDEX decisions_reverts ON decisions (reverts) WHERE reverts IS NOT NULL")
+    # Append-only is enforced by the database itself, not only by convention.
+    db.execute(
+        """CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+           BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END"""
+    )
+    db.execute(
+        """CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+           BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END"""
+    )
+    db.execute(
+        """CREATE TABLE labels (
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            reviewer TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            decision_id INTEGER NOT NULL REFERENCES decisions(id),
+            agrees INTEGER,
+            note TEXT NOT NULL DEFAULT '',
+            decided_at TEXT NOT NULL,
+            PRIMARY KEY (cluster_id, reviewer)
+        )"""
+    )
+    db.execute("CREATE INDEX labels_reviewer ON labels (reviewer)")
+    db.execute(
+        """CREATE TABLE holds (
+            cluster_id TEXT PRIMARY KEY REFERENCES clusters(id),
+            reviewer TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+# --------------------------------------------------------------------------- store
+
+
+def _cluster_from_row(row: sqlite3.Row | dict[str, Any]) -> Cluster:
+    return Cluster(
+        id=row["id"],
+        closest=tuple(Sample.from_json(s) for s in json.loads(row["closest"])),
+        furthest=tuple(Sample.from_json(s) for s in json.loads(row["furthest"])),
+        size=row["size"],
+        dataset=row["dataset"],
+    )
+
+
+def _proposal_from_row(row: sqlite3.Row) -> Proposal:
+    return Proposal(
+        cluster_id=row["cluster_id"],
+        judge=row["judge"],
+        prompt_version=row["prompt_version"],
+        verdict=Verdict.parse(row["verdict"]),
+        reason=row["reason"],
+        raw=row["raw"],
+        parse_error=row["parse_error"],
+        latency_s=row["latency_s"],
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        id=row["id"],
+        created_at=row["created_at"],
+    )
+
+
+def _decision_from_row(row: sqlite3.Row) -> Decision:
+    return Decision(
+        cluster_id=row["cluster_id"],
+        reviewer=row["reviewer"],
+        verdict=Verdict.parse(row["verdict"]),
+        action=row["action"],
+        proposal_id=row["proposal_id"],
+        agrees=None if row["agrees"] is None else bool(row["agrees"]),
+        note=row["note"],
+        reverts=row["reverts"],
+        guideline=row["guideline"],
+        id=row["id"],
+        created_at=row["created_at"],
+    )
+
+
+def _cluster_row(cluster: Cluster, source: str | None, now: str) -> dict[str, Any]:
+    return {
+        "id": cluster.id,
+        "nkey": natural_key(cluster.id),
+        "dataset": cluster.dataset,
+        "closest": json.dumps([s.to_json() for s in cluster.closest], ensure_ascii=False),
+        "furthest": json.dumps([s.to_json() for s in cluster.furthest], ensure_ascii=False),
+        "text": "\n".join(s.text for s in cluster.samples),
+        "size": cluster.size,
+        "source": source,
+        "content_hash": cluster.content_hash(),
+        "imported_at": now,
+    }
+
+
+# The queue filters the Review page offers. Each maps to a WHERE fragment over `clusters c`;
+# ":me" is the reviewer. "Needs review" ones also respect reviews-wanted and holds.
+_NEEDS_ME = (
+    "NOT EXISTS (SELECT 1 FROM labels l WHERE l.cluster_id = c.id AND l.reviewer = :me)"
+    " AND c.n_reviews + (SELECT count(*) FROM holds h WHERE h.cluster_id = c.id"
+    " AND h.reviewer != :me AND h.expires_at > :now) < :wanted"
+)
+_LATEST_PROPOSAL = (
+    "(SELECT p.verdict FROM proposals p WHERE p.cluster_id = c.id ORDER BY p.id DESC LIMIT 1)"
+)
+QUEUE_FILTERS: dict[str, str] = {
+    "unreviewed": _NEEDS_ME,
+    "model_acceptable": _NEEDS_ME
+    + " AND EXISTS (SELECT 1 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict = 'Acceptable')",
+    "model_unacceptable": _NEEDS_ME
+    + " AND EXISTS (SELECT 1 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict = 'Unacceptable')",
+    "unparsed": _NEEDS_ME
+    + " AND EXISTS (SELECT 1 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict IS NULL)",
+    "disagreements": "EXISTS (SELECT 1 FROM labels l WHERE l.cluster_id = c.id AND l.agrees = 0)",
+    "mine": "EXISTS (SELECT 1 FROM labels l WHERE l.cluster_id = c.id AND l.reviewer = :me)",
+    "all": "1",
+}
+_UNCERTAINTY = (
+    "((SELECT count(DISTINCT p.verdict) FROM proposals p WHERE p.cluster_id = c.id)"
+    " + (SELECT count(*) > 0 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict IS NULL))"
+)
+QUEUE_SORTS: dict[str, str] = {
+    "id": "c.nkey",
+    "size": "c.size IS NULL, c.size DESC, c.nkey",
+    "uncertainty": f"{_UNCERTAINTY} DESC, c.nkey",
+}
+
+
+class Store:
+    """One SQLite database file. Cheap to open; open one per process, thread or session."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = resolve_db_path(path)
+        self.conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self._retry(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
+        self.db = sqlite_utils.Database(self.conn)
+        self._retry(lambda: migrations.apply(self.db))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- plumbing
+
+    @staticmethod
+    def _retry(fn: Any) -> Any:
+        """Run `fn`, retrying a bounded number of times if SQLite still reports a lock."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        return None  # pragma: no cover
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken with BEGIN IMMEDIATE (the write lock up front)."""
+        self._retry(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def _write(self, fn: Any) -> Any:
+        """Run `fn(conn)` in one write transaction; the whole transaction is retried if busy."""
+
+        def attempt() -> Any:
+            with self._tx() as conn:
+                return fn(conn)
+
+        return self._retry(attempt)
+
+    def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def integrity_check(self) -> str:
+        return self._one("PRAGMA integrity_check")[0]
+
+    def schema_version(self) -> list[str]:
+        return [m.name for m in migrations.applied(self.db)]
+
+    # ----------------------------------------------------------------- clusters
+
+    def import_clusters(
+        self, clusters: Iterable[Cluster], source: str | None = None, replace: bool = False
+    ) -> ImportResult:
+        """Write clusters all or nothing: identical ones are skipped, changed ones need `replace`."""
+        rows = [_cluster_row(c, source, utcnow()) for c in clusters]
+
+        def write(conn: sqlite3.Connection) -> ImportResult:
+            existing = self._existing_hashes(conn, [r["id"] for r in rows])
+            new = [r for r in rows if r["id"] not in existing]
+            changed = [r for r in rows if r["id"] in existing and existing[r["id"]] != r["content_hash"]]
+            if changed and not replace:
+                raise ConflictError([r["id"] for r in changed])
+            cols = list(rows[0]) if rows else []
+            insert = f"INSERT INTO clusters ({', '.join(cols)}) VALUES ({', '.join(':' + k for k in cols)})"
+            conn.executemany(insert, new)
+            update_cols = [k for k in cols if k not in ("id", "imported_at")]
+            update = (
+                f"UPDATE clusters SET {', '.join(f'{k} = :{k}' for k in update_cols)}, "
+                "imported_at = :imported_at WHERE id = :id"
+            )
+            conn.executemany(update, changed)
+            return ImportResult(len(new), len(rows) - len(new) - len(changed), len(changed))
+
+        return self._write(write)
+
+    @staticmethod
+    def _existing_hashes(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 50_000):
+            chunk = json.dumps(ids[start : start + 50_000])
+            for row in conn.execute(
+                "SELECT id, content_hash FROM clusters WHERE id IN (SELECT value FROM json_each(?))",
+                (chunk,),
+            ):
+                found[row[0]] = row[1]
+        return found
+
+    def get_cluster(self, cluster_id: str) -> Cluster | None:
+        row = self._one("SELECT * FROM clusters WHERE id = ?", (cluster_id,))
+        return _cluster_from_row(row) if row else None
+
+    def cluster_ids(self) -> list[str]:
+        return [r[0] for r in self._all("SELECT id FROM clusters ORDER BY nkey")]
+
+    def iter_clusters(self, ids: Iterable[str] | None = None) -> Iterator[Cluster]:
+        """Clusters in natural id order, all of them or the given ids."""
+        if ids is None:
+            rows = self.conn.execute("SELECT * FROM clusters ORDER BY nkey")
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM clusters WHERE id IN (SELECT value FROM json_each(?)) ORDER BY nkey",
+                (json.dumps(list(ids)),),
+            )
+        for row in rows:
+            yield _cluster_from_row(row)
+
+    def count_clusters(self) -> int:
+        return self._one("SELECT count(*) FROM clusters")[0]
+
+    def cluster_info(self, cluster_id: str) -> dict[str, Any] | None:
+        """Provenance the Review page shows: source file, import time, review count."""
+        row = self._one(
+            "SELECT id, dataset, size, source, imported_at, n_reviews FROM clusters WHERE id = ?",
+            (cluster_id,),
+        )
+        return dict(row) if row else None
+
+    # ----------------------------------------------------------------- prompts
+
+    def save_prompt(
+        self,
+        version: str,
+        template: str,
+        name: str | None = None,
+        examples: list[dict[str, Any]] | None = None,
+        parent: str | None = None,
+    ) -> str:
+        """Store a prompt version (identity: its content hash); saving it again changes nothing."""
+
+        def write(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT OR IGNORE INTO prompts (version, name, template, examples, parent, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (version, name, template, json.dumps(examples or [], ensure_ascii=False), parent, utcnow()),
+            )
+            return version
+
+        return self._write(write)
+
+    def get_prompt(self, version_or_name: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT * FROM prompts WHERE version = ? OR name = ? ORDER BY version = ? DESC LIMIT 1",
+            (version_or_name, version_or_name, version_or_name),
+        )
+        if row is None:
+            return None
+        out = dict(row)
+        out["examples"] = json.loads(out["examples"])
+        return out
+
+    def prompts(self) -> list[dict[str, Any]]:
+        out = []
+        for row in self._all("SELECT * FROM prompts ORDER BY created_at"):
+            item = dict(row)
+            item["examples"] = json.loads(item["examples"])
+            out.append(item)
+        return out
+
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        row = self._one("SELECT value FROM settings WHERE key = ?", (key,))
+        return row[0] if row else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        )
+
+    # ----------------------------------------------------------------- proposals
+
+    def add_proposal(self, proposal: Proposal) -> int | None:
+        """Store one judge answer; returns its id, or None if (cluster, judge, prompt) had one."""
+        return self._write(lambda conn: self._insert_proposal(conn, proposal))
+
+    def add_proposals(self, proposals: Iterable[Proposal]) -> int:
+        """Store many answers in one transaction (imports); returns how many were new."""
+        items = list(proposals)
+        return self._write(lambda conn: sum(self._insert_proposal(conn, p) is not None for p in items))
+
+    @staticmethod
+    def _insert_proposal(conn: sqlite3.Connection, p: Proposal) -> int | None:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO proposals (cluster_id, judge, prompt_version, verdict, reason, raw,"
+            " parse_error, latency_s, prompt_tokens, completion_tokens, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                p.cluster_id,
+                p.judge,
+                p.prompt_version,
+                p.verdict.value if p.verdict else None,
+                p.reason,
+                p.raw,
+                p.parse_error,
+                p.latency_s,
+                p.prompt_tokens,
+                p.completion_tokens,
+                p.created_at or utcnow(),
+            ),
+        )
+        return cur.lastrowid if cur.rowcount else None
+
+    def add_failure(self, cluster_id: str, judge: str, prompt_version: str, error: str) -> None:
+        """A request that returned no answer: logged, and retried by the next run."""
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO failures (cluster_id, judge, prompt_version, error, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (cluster_id, judge, prompt_version, error, utcnow()),
+            )
+        )
+
+    def failures(self, judge: str | None = None, prompt_version: str | None = None) -> list[dict[str, Any]]:
+        """Failures not since answered, newest first."""
+        return [
+            dict(r)
+            for r in self._all(
+                "SELECT f.* FROM failures f WHERE (:judge IS NULL OR f.judge = :judge)"
+                " AND (:pv IS NULL OR f.prompt_version = :pv)"
+                " AND NOT EXISTS (SELECT 1 FROM proposals p WHERE p.cluster_id = f.cluster_id"
+                " AND p.judge = f.judge AND p.prompt_version = f.prompt_version)"
+                " ORDER BY f.id DESC",
+                {"judge": judge, "pv": prompt_version},
+            )
+        ]
+
+    def pending_cluster_ids(
+        self, judge: str, prompt_version: str, limit: int | None = None, ids: Iterable[str] | None = None
+    ) -> list[str]:
+        """Clusters with no answer yet from this judge and prompt version (what a run will ask)."""
+        sql = (
+            "SELECT c.id FROM clusters c WHERE NOT EXISTS (SELECT 1 FROM proposals p"
+            " WHERE p.cluster_id = c.id AND p.judge = ? AND p.prompt_version = ?)"
+        )
+        params: list[Any] = [judge, prompt_version]
+        if ids is not None:
+            sql += " AND c.id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(ids)))
+        sql += " ORDER BY c.nkey"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [r[0] for r in self._all(sql, params)]
+
+    def proposals_for(self, cluster_id: str) -> list[Proposal]:
+        rows = self._all("SELECT * FROM proposals WHERE cluster_id = ? ORDER BY id", (cluster_id,))
+        return [_proposal_from_row(r) for r in rows]
+
+    def get_proposal(self, proposal_id: int) -> Proposal | None:
+        row = self._one("SELECT * FROM proposals WHERE id = ?", (proposal_id,))
+        return _proposal_from_row(row) if row else None
+
+    def proposals(self, judge: str | None = None, prompt_version: str | None = None) -> list[Proposal]:
+        rows = self._all(
+            "SELECT * FROM proposals WHERE (:j IS NULL OR judge = :j) AND (:pv IS NULL OR prompt_version = :pv)"
+            " ORDER BY id",
+            {"j": judge, "pv": prompt_version},
+        )
+        return [_proposal_from_row(r) for r in rows]
+
+    def judges(self) -> list[tuple[str, str, int]]:
+        """(judge, prompt version, proposals) for every judge that has answered."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self._all(
+                "SELECT judge, prompt_version, count(*) FROM proposals GROUP BY judge, prompt_version"
+                " ORDER BY min(id)"
+            )
+        ]
+
+    # ----------------------------------------------------------------- decisions
+
+    def decide(
+        self,
+        cluster_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        proposal_id: int | None = None,
+        note: str = "",
+        guideline: str | None = None,
+    ) -> Decision:
+        """Append a reviewer's verdict and update the derived labels, in one transaction."""
+        if not reviewer or not reviewer.strip():
+            raise ValueError("a decision needs a reviewer name")
+        verdict = Verdict(verdict)
+
+        def write(conn: sqlite3.Connection) -> Decision:
+            agrees = self._agrees(conn, cluster_id, proposal_id, verdict)
+            row = {
+                "cluster_id": cluster_id,
+                "reviewer": reviewer.strip(),
+                "verdict": verdict.value,
+                "action": "decide",
+                "reverts": None,
+                "proposal_id": proposal_id,
+                "agrees": agrees,
+                "note": note or "",
+                "guideline": guideline,
+                "created_at": utcnow(),
+            }
+            row["id"] = self._append_decision(conn, row)
+            self._set_label(conn, row)
+            conn.execute(
+                "DELETE FROM holds WHERE cluster_id = ? AND reviewer = ?", (cluster_id, row["reviewer"])
+            )
+            return Decision(**{**row, "verdict": verdict, "agrees": None if agrees is None else bool(agrees)})
+
+        return self._write(write)
+
+    @staticmethod
+    def _agrees(
+        conn: sqlite3.Connection, cluster_id: str, proposal_id: int | None, verdict: Verdict
+    ) -> int | None:
+        if proposal_id is None:
+            return None
+        prow = conn.execute(
+            "SELECT cluster_id, verdict FROM proposals WHERE id = ?", (proposal_id,)
+        ).fetchone()
+        if prow is None or prow["cluster_id"] != cluster_id:
+            raise ValueError(f"proposal {proposal_id} is not a proposal for cluster {cluster_id}")
+        return None if prow["verdict"] is None else int(prow["verdict"] == verdict.value)
+
+    @staticmethod
+    def _append_decision(conn: sqlite3.Connection, row: dict[str, Any]) -> int:
+        cols = [k for k in row if k != "id"]
+        cur = conn.execute(
+            f"INSERT INTO decisions ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [row[k] for k in cols],
+        )
+        return int(cur.lastrowid)
+
+    @staticmethod
+    def _set_label(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+        """Make `row` the reviewer's current label (or clear it), keeping n_reviews in step."""
+        cluster_id, reviewer = row["cluster_id"], row["reviewer"]
+        had = conn.execute(
+            "SELECT 1 FROM labels WHERE cluster_id = ? AND reviewer = ?", (cluster_id, reviewer)
+        ).fetchone()
+        if row["verdict"] is None:
+            conn.execute("DELETE FROM labels WHERE cluster_id = ? AND reviewer = ?", (cluster_id, reviewer))
+        else:
+            conn.execute(
+                "INSERT INTO labels (cluster_id, reviewer, verdict, decision_id, agrees, note, decided_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cluster_id, reviewer) DO UPDATE SET"
+                " verdict = excluded.verdict, decision_id = excluded.decision_id, agrees = excluded.agrees,"
+                " note = excluded.note, decided_at = excluded.decided_at",
+                (cluster_id, reviewer, row["verdict"], row["id"], row["agrees"], row["note"], row["created_at"]),
+            )
+        delta = (row["verdict"] is not None) - (had is not None)
+        if delta:
+            conn.execute("UPDATE clusters SET n_reviews = n_reviews + ? WHERE id = ?", (delta, cluster_id))
+
+    def undo_last(self, reviewer: str) -> Decision | None:
+        """Revert the reviewer's latest decision that is not yet reverted, by appending an undo.
+
+        The undo row carries what the reviewer's label was before that decision (None if none),
+        so the log alone tells the whole story. Undoing again walks further back.
+        """
+
+        def write(conn: sqlite3.Connection) -> Decision | None:
+            target = conn.execute(
+                "SELECT * FROM decisions d WHERE d.reviewer = ? AND d.action = 'decide'"
+                " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.reverts = d.id)"
+                " ORDER BY d.id DESC LIMIT 1",
+                (reviewer,),
+            ).fetchone()
+            if target is None:
+                return None
+            before = self._label_before(conn, target)
+            row = {
+                "cluster_id": target["cluster_id"],
+                "reviewer": reviewer,
+                "verdict": before["verdict"] if before else None,
+                "action": "undo",
+                "reverts": target["id"],
+                "proposal_id": before["proposal_id"] if before else None,
+                "agrees": before["agrees"] if before else None,
+                "note": before["note"] if before else "",
+                "guideline": before["guideline"] if before else None,
+                "created_at": utcnow(),
+            }
+            row["id"] = self._append_decision(conn, row)
+            self._set_label(conn, row)
+            return _decision_from_row(conn.execute("SELECT * FROM decisions WHERE id = ?", (row["id"],)).fetchone())
+
+        return self._write(write)
+
+    @staticmethod
+    def _label_before(conn: sqlite3.Connection, target: sqlite3.Row) -> sqlite3.Row | None:
+        """The reviewer's effective row for the cluster just before `target` was appended."""
+        return conn.execute(
+            "SELECT * FROM decisions WHERE cluster_id = ? AND reviewer = ? AND id < ?"
+            " ORDER BY id DESC LIMIT 1",
+            (target["cluster_id"], target["reviewer"], target["id"]),
+        ).fetchone()
+
+    def decisions(self, cluster_id: str | None = None, reviewer: str | None = None) -> list[Decision]:
+        rows = self._all(
+            "SELECT * FROM decisions WHERE (:c IS NULL OR cluster_id = :c) AND (:r IS NULL OR reviewer = :r)"
+            " ORDER BY id",
+            {"c": cluster_id, "r": reviewer},
+        )
+        return [_decision_from_row(r) for r in rows]
+
+    def labels(self, cluster_id: str | None = None) -> list[dict[str, Any]]:
+        """Every reviewer's current label: cluster_id, reviewer, verdict, agrees, note, decided_at."""
+        return [
+            dict(r)
+            for r in self._all(
+                "SELECT l.*, d.proposal_id, d.guideline FROM labels l JOIN decisions d ON d.id = l.decision_id"
+                " WHERE (:c IS NULL OR l.cluster_id = :c) ORDER BY l.decided_at",
+                {"c": cluster_id},
+            )
+        ]
+
+    def cluster_label(self, cluster_id: str) -> Verdict | None:
+        """A cluster's current label: its latest standing decision by any reviewer."""
+        row = self._one(
+            "SELECT verdict FROM labels WHERE cluster_id = ? ORDER BY decision_id DESC LIMIT 1", (cluster_id,)
+        )
+        return Verdict(row[0]) if row else None
+
+    def rebuild_labels(self) -> None:
+        """Recompute labels and review counts from the decision log alone (repair, tests)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM labels")
+            conn.execute(
+                "INSERT INTO labels (cluster_id, reviewer, verdict, decision_id, agrees, note, decided_at)"
+                " SELECT cluster_id, reviewer, verdict, id, agrees, note, created_at FROM decisions d"
+                " WHERE d.id = (SELECT max(id) FROM decisions x WHERE x.cluster_id = d.cluster_id"
+                " AND x.reviewer = d.reviewer) AND d.verdict IS NOT NULL"
+            )
+            conn.execute(
+                "UPDATE clusters SET n_reviews = (SELECT count(*) FROM labels l WHERE l.cluster_id = clusters.id)"
+            )
+
+        self._write(write)
+
+    def reviewers(self) -> list[str]:
+        return [r[0] for r in self._all("SELECT DISTINCT reviewer FROM decisions ORDER BY reviewer")]
+
+    # ----------------------------------------------------------------- review queue
+
+    def next_cluster(
+        self,
+        reviewer: str,
+        filter: str = "unreviewed",
+        sort: str = "id",
+        wanted: int = 1,
+        search: str = "",
+        exclude: Sequence[str] = (),
+        after: str | None = None,
+        hold_seconds: float = HOLD_SECONDS,
+    ) -> str | None:
+        """The next cluster for `reviewer`, held for them so a colleague is handed another one.
+
+        `exclude` are clusters skipped in this session; `after` (browse filters) continues past a
+        cluster in sort order. The hold is taken in the same transaction as the choice.
+        """
+        where, params = self._queue_where(reviewer, filter, wanted, search, exclude)
+        order = QUEUE_SORTS[sort]
+        if after is not None and sort == "id":
+            where += " AND c.nkey > :after"
+            params["after"] = natural_key(after)
+
+        def write(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(f"SELECT c.id FROM clusters c WHERE {where} ORDER BY {order} LIMIT 1", params).fetchone()
+            conn.execute("DELETE FROM holds WHERE reviewer = ? OR expires_at <= ?", (reviewer, params["now"]))
+            if row is None:
+                return None
+            conn.execute(
+                "INSERT INTO holds (cluster_id, reviewer, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (cluster_id) DO UPDATE SET reviewer = excluded.reviewer,"
+                " expires_at = excluded.expires_at",
+                (row[0], reviewer, params["now"] + hold_seconds),
+            )
+            return row[0]
+
+        return self._write(write)
+
+    def queue_count(
+        self, reviewer: str, filter: str = "unreviewed", wanted: int = 1, search: str = "", exclude: Sequence[str] = ()
+    ) -> int:
+        where, params = self._queue_where(reviewer, filter, wanted, search, exclude)
+        return self._one(f"SELECT count(*) FROM clusters c WHERE {where}", params)[0]
+
+    @staticmethod
+    def _queue_where(
+        reviewer: str, filter: str, wanted: int, search: str, exclude: Sequence[str]
+    ) -> tuple[str, dict[str, Any]]:
+        if filter not in QUEUE_FILTERS:
+            raise ValueError(f"unknown filter {filter!r}; choose from {', '.join(QUEUE_FILTERS)}")
+        where = QUEUE_FILTERS[filter]
+        params: dict[str, Any] = {"me": reviewer, "now": time.time(), "wanted": wanted}
+        if search.strip():
+            where += " AND c.text LIKE :search ESCAPE '\\'"
+            escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params["search"] = f"%{escaped}%"
+        if exclude:
+            where += " AND c.id NOT IN (SELECT value FROM json_each(:exclude))"
+            params["exclude"] = json.dumps(list(exclude))
+        return where, params
+
+    def release_holds(self, reviewer: str) -> None:
+        self._write(lambda conn: conn.execute("DELETE FROM holds WHERE reviewer = ?", (reviewer,)))
+
+    def progress(self, reviewer: str | None = None) -> tuple[int, int, int]:
+        """(clusters reviewed by anyone, clusters reviewed by `reviewer`, all clusters)."""
+        row = self._one(
+            "SELECT (SELECT count(*) FROM clusters WHERE n_reviews > 0),"
+            " (SELECT count(*) FROM labels WHERE reviewer = ?), (SELECT count(*) FROM clusters)",
+            (reviewer or "",),
+        )
+        return row[0], row[1], row[2]
+
+    # ----------------------------------------------------------------- summaries
+
+    def stats(self) -> Stats:
+        row = self._one(
+            "SELECT (SELECT count(*) FROM clusters), (SELECT count(*) FROM proposals),"
+            " (SELECT count(*) FROM proposals WHERE verdict IS NULL), (SELECT count(*) FROM decisions),"
+            " (SELECT count(*) FROM clusters WHERE n_reviews > 0)"
+        )
+        return Stats(row[0], row[1], row[2], row[3], row[4], tuple(self.reviewers()))
+
+    def backup(self, out: str | os.PathLike[str]) -> None:
+        """A consistent snapshot while others write: SQLite's online backup API."""
+        target = sqlite3.connect(out)
+        try:
+            self.conn.backup(target)
+        finally:
+            target.close()
