@@ -1,0 +1,1 @@
+"""Shipped prompt templates; `seed.txt` is the original luvdatacomp prompt, verbatim."""
