@@ -1,0 +1,330 @@
+"""The offline judge: the seed prompt's six considerations scored from the caption text alone.
+
+It needs no endpoint, is deterministic and takes milliseconds per cluster, so a newcomer
+sees proposals at once and a team without an LLM still gets a first pass. It is deliberately
+plain: every point it scores is evidence a reviewer can check on the screen ("4 of 10
+captions are file names"), and the same per-sample findings are shown beside each sample.
+
+Scoring (each consideration contributes to one score; 1.0 or more is Unacceptable):
+- quality: captions that carry no description (file names, placeholders such as
+  "Image description", bare URLs, empty, garbled text) - 40% of the samples alone tip it;
+- repetition: near-duplicate captions (same text once case, punctuation and numbers are
+  ignored, or a difflib ratio >= 0.9) - 60% alone tip it;
+- ethics: captions with an explicit term from a small list - two alone tip it;
+- diversity: a low type-token ratio over all captions adds up to 0.6;
+- informative content: a median of under two words per caption adds 0.3.
+Long-tail knowledge cannot be judged from text statistics; it is left to reviewers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import statistics
+import time
+import unicodedata
+from dataclasses import dataclass
+
+import ftfy.badness
+
+from clusterqc.model import Cluster, Proposal, Verdict
+
+NAME = "offline"
+PROMPT_VERSION = "offline-v1"  # bump whenever a rule or threshold below changes
+THRESHOLD = 1.0
+UNUSABLE_TIP = 0.4
+DUPLICATE_TIP = 0.6
+EXPLICIT_TIP = 2
+DUPLICATE_RATIO = 0.9
+LOW_DIVERSITY = 0.4
+DIVERSITY_WEIGHT = 0.6
+TERSE_MEDIAN_WORDS = 2
+TERSE_WEIGHT = 0.3
+
+_EXTENSIONS = r"jpe?g|png|gif|webp|bmp|tiff?|heic|svg|avif|jfif|mp4|mov|pdf"
+_FILE_EXT = re.compile(rf"\.(?:{_EXTENSIONS})\s*$", re.IGNORECASE)
+_CAMERA = re.compile(
+    r"^_?(?:img|dsc[nf]?|dcim|pict?|pxl|mvimg|vid|wp|photo|image|screenshot|scan|p)[_\-]*\d+[\w\-]*$",
+    re.IGNORECASE,
+)
+_COPY_SUFFIX = re.compile(r"(?:\s*\(\d+\))?(?:\s*-\s*copy(?:\s*\(\d+\))?)?\s*$", re.IGNORECASE)
+_URL = re.compile(r"^\s*(?:https?://|www\.)\S+\s*$", re.IGNORECASE)
+_HTML_ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-f]+|[a-z]+);", re.IGNORECASE)
+_CREDIT_ONLY = re.compile(r"^(?:photo|image|picture|pic)s?\s+(?:by|credit|courtesy(?:\s+of)?)\b", re.IGNORECASE)
+_WORD = re.compile(r"\w+", re.UNICODE)
+_PLACEHOLDERS = frozenset(
+    p.strip()
+    for p in """
+    image description|enter image description here|image|images|photo|photos|picture|pictures|pic|img
+    untitled|untitled image|untitled photo|untitled design|untitled picture|no title|no description
+    description|image may contain|gallery image|print image|featured image|thumbnail|thumb|default
+    placeholder|image placeholder|no image|no image available|image not available|image not found
+    photo not available|image unavailable|logo|icon|avatar|identicon|alt|alt text|null|none|undefined
+    na|n a|click to enlarge|click here|view image|view larger image|loading|unnamed|unknown|copy
+    screenshot|screen shot|product image|main image|banner|slide|slider|media|attachment|file
+    listing image|customer image|profile picture|profile photo|cover image|header image|post image
+    olympus digital camera|digital camera|sony dsc|camera|image title|title|caption|insert image here
+    """.replace("\n", "|").split("|")
+    if p.strip()
+)
+EXPLICIT_TERMS = frozenset(
+    """porn porno pornographic pornography xxx nsfw nude nudes nudity naked hentai erotic erotica
+    fetish bdsm milf blowjob handjob camgirl onlyfans sex""".split()
+)
+
+
+def _normalise(text: str) -> str:
+    """Case, accents' forms, punctuation and numbers ignored: `IMG_001.jpg` ~ `img 002 jpg`."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"\d+", "0", text)
+    return " ".join(_WORD.findall(text.replace("_", " ")))
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.replace("_", " "))
+
+
+def is_file_name(text: str) -> bool:
+    """A caption that is a file name or camera/ID code rather than a description."""
+    stripped = text.strip()
+    core = _COPY_SUFFIX.sub("", stripped)
+    if _FILE_EXT.search(stripped) or _CAMERA.match(core):
+        return True
+    if not core or re.search(r"\s", core):
+        return False
+    digits = sum(ch.isdigit() for ch in core)
+    return digits > 0 and len(core) >= 4 and ("_" in core or digits / len(core) >= 0.5 or core != stripped)
+
+
+def is_placeholder(text: str) -> bool:
+    """Boilerplate alt text a CMS or uploader puts in place of a description."""
+    norm = " ".join(re.sub(r"\d+", " ", _normalise(text)).split())
+    return norm in _PLACEHOLDERS or bool(_CREDIT_ONLY.match(text.strip()) and len(_words(text)) <= 5)
+
+
+def is_garbled(text: str) -> bool:
+    """Replacement characters or mojibake (UTF-8 read as Latin-1/cp1252), as ftfy detects it."""
+    return "\ufffd" in text or ftfy.badness.is_bad(text)
+
+
+def explicit_terms(text: str) -> tuple[str, ...]:
+    return tuple(sorted({w for w in (w.casefold() for w in _WORD.findall(text)) if w in EXPLICIT_TERMS}))
+
+
+@dataclass(frozen=True)
+class SampleFeatures:
+    """What the judge noticed about one caption; `hints` is what the Review page shows."""
+
+    words: int
+    empty: bool
+    file_name: bool
+    placeholder: bool
+    url: bool
+    garbled: bool
+    html_entities: bool
+    explicit: tuple[str, ...]
+    duplicate_of: int | None  # 1-based number of the first sample it nearly repeats
+    has_duplicates: bool
+
+    @property
+    def unusable(self) -> bool:
+        """Carries no description a CLIP model could learn from."""
+        return self.empty or self.file_name or self.placeholder or self.url or self.garbled
+
+    def hints(self) -> list[str]:
+        flags = [
+            (self.empty, "empty"),
+            (self.file_name, "file name"),
+            (self.placeholder, "placeholder"),
+            (self.url, "URL"),
+            (self.garbled, "mojibake / replacement characters"),
+            (self.html_entities, "HTML entities"),
+            (not self.empty and self.words <= 1 and not (self.file_name or self.placeholder), "one word"),
+        ]
+        out = [label for on, label in flags if on]
+        if self.explicit:
+            out.append("explicit term: " + ", ".join(self.explicit))
+        if self.duplicate_of is not None:
+            out.append(f"duplicate of #{self.duplicate_of}")
+        elif self.has_duplicates:
+            out.append("has near-duplicates")
+        return out
+
+
+@dataclass(frozen=True)
+class ClusterFeatures:
+    """The evidence for one cluster and how much each consideration weighs."""
+
+    samples: tuple[SampleFeatures, ...]
+    lexical_diversity: float
+    median_words: float
+    contributions: dict[str, float]
+
+    @property
+    def score(self) -> float:
+        return round(sum(self.contributions.values()), 3)
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.UNACCEPTABLE if self.score >= THRESHOLD else Verdict.ACCEPTABLE
+
+    def count(self, attribute: str) -> int:
+        return sum(bool(getattr(s, attribute)) for s in self.samples)
+
+    @property
+    def duplicates(self) -> int:
+        """Samples that belong to a group of near-duplicates (the first of each group included)."""
+        return sum(s.duplicate_of is not None or s.has_duplicates for s in self.samples)
+
+
+def _duplicate_groups(texts: list[str]) -> list[int]:
+    """For each text, the index of the first text in its near-duplicate group (itself if alone)."""
+    norms = [_normalise(t) for t in texts]
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(norms)):
+        for j in range(i + 1, len(norms)):
+            if root(i) == root(j):
+                continue
+            if norms[i] and (norms[i] == norms[j] or _similar(norms[i], norms[j])):
+                parent[max(root(i), root(j))] = min(root(i), root(j))
+    return [root(i) for i in range(len(texts))]
+
+
+def _similar(a: str, b: str) -> bool:
+    """difflib ratio >= 0.9; the length bound (difflib's real_quick_ratio) first, as building a matcher is the cost."""
+    if not a or not b or 2 * min(len(a), len(b)) / (len(a) + len(b)) < DUPLICATE_RATIO:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return matcher.quick_ratio() >= DUPLICATE_RATIO and matcher.ratio() >= DUPLICATE_RATIO
+
+
+def _sample_features(texts: list[str]) -> tuple[SampleFeatures, ...]:
+    groups = _duplicate_groups(texts)
+    out = []
+    for i, text in enumerate(texts):
+        first = groups[i]
+        out.append(
+            SampleFeatures(
+                words=len(_words(text)),
+                empty=not _WORD.search(text),
+                file_name=is_file_name(text),
+                placeholder=is_placeholder(text) and not is_file_name(text),
+                url=bool(_URL.match(text)),
+                garbled=is_garbled(text),
+                html_entities=bool(_HTML_ENTITY.search(text)),
+                explicit=explicit_terms(text),
+                duplicate_of=first + 1 if first != i else None,
+                has_duplicates=first == i and groups.count(i) > 1,
+            )
+        )
+    return tuple(out)
+
+
+def _lexical_diversity(texts: list[str]) -> float:
+    """Distinct words over all words (type-token ratio) across the cluster's captions."""
+    tokens = [w for t in texts for w in _normalise(t).split()]
+    return len(set(tokens)) / len(tokens) if tokens else 0.0
+
+
+def cluster_features(cluster: Cluster) -> ClusterFeatures:
+    texts = [s.text for s in cluster.samples]
+    samples = _sample_features(texts)
+    n = max(len(samples), 1)
+    diversity = _lexical_diversity(texts)
+    median = float(statistics.median([s.words for s in samples])) if samples else 0.0
+    dupes = sum(s.duplicate_of is not None or s.has_duplicates for s in samples)
+    contributions = {
+        "quality": sum(s.unusable for s in samples) / n / UNUSABLE_TIP,
+        "repetition": dupes / n / DUPLICATE_TIP,
+        "ethics": sum(bool(s.explicit) for s in samples) / EXPLICIT_TIP,
+        "diversity": max(0.0, (LOW_DIVERSITY - diversity) / LOW_DIVERSITY) * DIVERSITY_WEIGHT,
+        "informative": TERSE_WEIGHT if median < TERSE_MEDIAN_WORDS else 0.0,
+    }
+    return ClusterFeatures(samples, round(diversity, 3), median, {k: round(v, 3) for k, v in contributions.items()})
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
+def explain(features: ClusterFeatures) -> str:
+    """The reason text: the evidence found, most telling first, and the score it adds up to."""
+    n = len(features.samples)
+    parts = []
+    kinds = [
+        ("file_name", "file names"),
+        ("placeholder", "placeholders"),
+        ("url", "bare URLs"),
+        ("empty", "empty"),
+        ("garbled", "garbled (mojibake or replacement characters)"),
+    ]
+    found = [(features.count(attr), label) for attr, label in kinds if features.count(attr)]
+    if found:
+        first, *rest = found
+        parts.append(f"{first[0]} of {n} captions are {first[1]}" + "".join(f", {c} are {lab}" for c, lab in rest))
+    if features.duplicates:
+        parts.append(f"{features.duplicates} {_plural(features.duplicates, 'is a near-duplicate', 'are near-duplicates of each other')}")
+    explicit = sorted({t for s in features.samples for t in s.explicit})
+    if explicit:
+        k = features.count("explicit")
+        parts.append(f"{k} {_plural(k, 'contains', 'contain')} explicit terms ({', '.join(explicit)})")
+    low = features.lexical_diversity < LOW_DIVERSITY
+    parts.append(f"lexical diversity {features.lexical_diversity:.2f}{' (low)' if low else ''}")
+    parts.append(f"median {features.median_words:g} words per caption{' (terse)' if features.median_words < TERSE_MEDIAN_WORDS else ''}")
+    entities = features.count("html_entities")
+    if entities:
+        parts.append(f"{entities} with HTML entities")
+    if not found and not features.duplicates and not explicit:
+        parts.insert(0, "no file names, placeholders, garbled text or near-duplicates")
+    text = "; ".join(parts)
+    return f"{text[0].upper()}{text[1:]}. Offline score {features.score:.2f} (Unacceptable at {THRESHOLD:.1f})."
+
+
+class OfflineJudge:
+    """Deterministic text heuristics behind the same `judge(cluster) -> Proposal` call as the LLM judge."""
+
+    name = NAME
+    model = NAME
+    prompt_version = PROMPT_VERSION
+
+    def features(self, cluster: Cluster) -> ClusterFeatures:
+        return cluster_features(cluster)
+
+    def sample_hints(self, cluster: Cluster) -> list[list[str]]:
+        """Short findings per sample, closest then furthest, for display beside each caption."""
+        return [s.hints() for s in cluster_features(cluster).samples]
+
+    def judge(self, cluster: Cluster) -> Proposal:
+        start = time.perf_counter()
+        features = cluster_features(cluster)
+        reason = explain(features)
+        raw = json.dumps(
+            {
+                "verdict": features.verdict.value,
+                "score": features.score,
+                "contributions": features.contributions,
+                "lexical_diversity": features.lexical_diversity,
+                "median_words": features.median_words,
+                "hints": [s.hints() for s in features.samples],
+            },
+            ensure_ascii=False,
+        )
+        return Proposal(
+            cluster_id=cluster.id,
+            judge=self.name,
+            prompt_version=self.prompt_version,
+            verdict=features.verdict,
+            reason=reason,
+            raw=raw,
+            latency_s=time.perf_counter() - start,
+        )
+
+
+__all__ = ["OfflineJudge", "ClusterFeatures", "SampleFeatures", "cluster_features", "explain"]

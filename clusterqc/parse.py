@@ -1,0 +1,251 @@
+"""From a model's answer text to (verdict, reason), tolerant of formatting and never guessing.
+
+Real answers to the seed prompt end `Reason: ...` / `Classification: Acceptable`, but models
+dress them in `###` headings, `**bold**`, odd case, trailing punctuation, extra prose, JSON,
+reasoning models' `<think>` blocks, or the older "High Value" / "Low Value" vocabulary.
+All of that is accepted. What is not accepted is an answer whose verdict would have to be
+guessed: no verdict, both verdicts named without one clear classification, or classification
+lines that contradict each other. Those come back with `verdict=None` and an `error`, so the
+store keeps them as unparsed proposals instead of silently counting them as either label.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from clusterqc.model import Verdict
+
+# A verdict term. "not acceptable" and "unacceptable" are tried before "acceptable";
+# `\b` keeps "acceptable" from matching inside "unacceptable".
+_TERM = re.compile(
+    r"\b(?P<term>not\s+acceptable|unacceptable|acceptable|high[\s-]*value|low[\s-]*value)\b",
+    re.IGNORECASE,
+)
+_LABEL_WORDS = r"classification|verdict|final\s+classification|final\s+verdict|final\s+answer|label|decision"
+_LABEL = re.compile(rf"^(?P<label>{_LABEL_WORDS})\s*(?:[:=\-\u2013\u2014]\s*|$)(?P<value>.*)$", re.IGNORECASE)
+_REASON = re.compile(
+    r"^(?P<label>reason|reasons|reasoning|rationale|explanation|justification)\s*(?:[:=\-\u2013\u2014]\s*|$)(?P<value>.*)$",
+    re.IGNORECASE,
+)
+# Prose that states a verdict outright ("I classify this cluster as Unacceptable").
+_STATED = re.compile(
+    r"\b(?:classif(?:y|ies|ied|ication)|verdict|label(?:l?ed)?|rat(?:e|ed|ing)|mark(?:ed)?|categori[sz](?:e|ed)|deem(?:ed)?)"
+    r"\b[^.\n:]{0,40}?\b(?:as|is|:)\s+(?:an?\s+)?[\"'\u201c\u2018]?" + _TERM.pattern,
+    re.IGNORECASE,
+)
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.IGNORECASE | re.DOTALL)
+_THINK_OPEN = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
+_LINE_PREFIX = re.compile(r"^\s*(?:#{1,6}\s*|>\s*|[-*+\u2022]\s+|\d+[.)]\s+)*")
+_VERDICT_KEYS = ("classification", "verdict", "label", "decision", "class", "answer")
+_REASON_KEYS = ("reason", "reasoning", "rationale", "explanation", "justification")
+_PUNCT = " \t.,;:!?\"'`()[]{}<>*_\u201c\u201d\u2018\u2019"
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """What a model's answer says. `verdict` is None exactly when `error` explains why."""
+
+    verdict: Verdict | None
+    reason: str
+    error: str | None = None
+
+    @property
+    def parsed(self) -> bool:
+        return self.verdict is not None
+
+
+def term_verdict(term: str) -> Verdict:
+    """One matched verdict term to its verdict (old High/Low Value vocabulary included)."""
+    words = " ".join(term.lower().replace("-", " ").split())
+    if words in ("unacceptable", "not acceptable", "low value", "lowvalue"):
+        return Verdict.UNACCEPTABLE
+    return Verdict.ACCEPTABLE
+
+
+def _verdicts_in(text: str) -> set[Verdict]:
+    return {term_verdict(m["term"]) for m in _TERM.finditer(text)}
+
+
+def _plain(line: str) -> str:
+    """A line without markdown dressing: heading marks, quotes, bullets, bold and backticks."""
+    line = line.replace("**", "").replace("__", "").replace("`", "")
+    line = _LINE_PREFIX.sub("", line)
+    return line.strip().strip("*").strip()
+
+
+def strip_thinking(text: str) -> str:
+    """Drop reasoning models' <think>...</think> blocks; they may weigh both verdicts."""
+    text = _THINK.sub("", text)
+    close = list(_THINK_CLOSE.finditer(text))
+    if close:  # some servers strip the opening tag and leave only the closing one
+        text = text[close[-1].end():]
+    opening = _THINK_OPEN.search(text)
+    if opening:  # an unclosed block: the answer was cut off while still thinking
+        text = text[: opening.start()]
+    return text
+
+
+def _value_verdict(value: str) -> tuple[Verdict | None, str | None]:
+    """The verdict on a classification line's value, or why there is none."""
+    found = _verdicts_in(value)
+    if len(found) == 1:
+        return found.pop(), None
+    shown = value.strip(_PUNCT) or "(empty)"
+    if found:
+        return None, f"ambiguous classification {shown!r}: names both Acceptable and Unacceptable"
+    return None, f"unrecognised classification {shown!r} (expected Acceptable or Unacceptable)"
+
+
+def parse_verdict(value: str | None) -> tuple[Verdict | None, str | None]:
+    """A bare classification value ("Acceptable", "**Low Value**.", "Not acceptable") to a verdict.
+
+    For values that already sit in a Classification column (the original pipeline's CSV):
+    (verdict, None), or (None, why) when it is empty, unknown or names both verdicts.
+    """
+    if value is None or not value.strip():
+        return None, "empty classification"
+    return _value_verdict(value.replace("**", "").replace("`", ""))
+
+
+def _find_json(text: str) -> dict[str, Any] | None:
+    """The first JSON object in the text that carries a verdict key (nested one level at most)."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            obj, _ = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        for candidate in [obj, *[v for v in obj.values() if isinstance(v, dict)]]:
+            keys = {str(k).lower(): k for k in candidate}
+            if any(k in keys for k in _VERDICT_KEYS):
+                return {k: candidate[orig] for k, orig in keys.items()}
+    return None
+
+
+def _parse_json(obj: dict[str, Any]) -> ParseResult:
+    reason = next((str(obj[k]).strip() for k in _REASON_KEYS if obj.get(k) is not None), "")
+    value = next(obj[k] for k in _VERDICT_KEYS if k in obj)
+    verdict, error = _value_verdict(str(value)) if isinstance(value, str) else (None, None)
+    if verdict is None and error is None:
+        error = f"unrecognised classification {value!r} in JSON answer"
+    return ParseResult(verdict, reason, error)
+
+
+@dataclass
+class _Found:
+    verdict: Verdict | None
+    error: str | None
+    line: int
+    final: bool
+    rest: str  # what follows the verdict on the same line, a reason of last resort
+    used: tuple[int, ...]  # line indexes the label and its value occupy
+
+
+def _label_value(lines: list[str], i: int, value: str) -> tuple[str, tuple[int, ...]]:
+    """A label's value: on its own line, or (for a bare `### Classification` heading) the next one."""
+    if value.strip():
+        return value, (i,)
+    for j in range(i + 1, min(i + 3, len(lines))):
+        if lines[j].strip():
+            return lines[j], (i, j)
+    return "", (i,)
+
+
+def _classification_lines(lines: list[str]) -> list[_Found]:
+    found = []
+    for i, line in enumerate(lines):
+        match = _LABEL.match(line)
+        if not match:
+            continue
+        value, used = _label_value(lines, i, match["value"])
+        verdict, error = _value_verdict(value)
+        term = _TERM.search(value)
+        rest = value[term.end():].strip(_PUNCT + "-\u2013\u2014") if term and verdict else ""
+        found.append(_Found(verdict, error, i + 1, match["label"].lower().startswith("final"), rest, used))
+    return found
+
+
+def _reason_text(lines: list[str], skip: set[int]) -> str:
+    """The `Reason:` section, else all prose that is not a classification line."""
+    for i, line in enumerate(lines):
+        match = _REASON.match(line)
+        if not match:
+            continue
+        body = [match["value"].strip()] if match["value"].strip() else []
+        for nxt in lines[i + 1 :]:
+            if _LABEL.match(nxt) or _REASON.match(nxt):
+                break
+            body.append(nxt)
+        return _join(body)
+    return _join([line for n, line in enumerate(lines) if n not in skip])
+
+
+def _join(lines: list[str]) -> str:
+    return "\n".join(line for line in (ln.strip() for ln in lines) if line).strip()
+
+
+def _decide(found: list[_Found]) -> tuple[Verdict | None, str | None]:
+    """One verdict from all classification lines, or the reason there is none."""
+    if any(f.final for f in found):
+        found = [f for f in found if f.final]
+    verdicts = {f.verdict for f in found if f.verdict is not None}
+    if len(verdicts) == 1:
+        return verdicts.pop(), None
+    if len(verdicts) > 1:
+        where = ", ".join(f"{f.verdict.value} (line {f.line})" for f in found if f.verdict)
+        return None, f"conflicting classification lines: {where}"
+    return None, found[-1].error
+
+
+def _fallback(body: str) -> tuple[Verdict | None, str]:
+    """No classification line: accept only an answer that is a bare verdict or states one outright."""
+    bare = " ".join(_plain(line) for line in body.splitlines() if line.strip()).strip(_PUNCT)
+    if _TERM.fullmatch(bare):
+        return term_verdict(bare), ""
+    stated = {term_verdict(m["term"]) for m in _STATED.finditer(body)}
+    if len(stated) == 1:
+        return stated.pop(), ""
+    mentioned = _verdicts_in(body)
+    if len(stated) > 1 or len(mentioned) > 1:
+        return None, "ambiguous: names both Acceptable and Unacceptable without a Classification line"
+    if mentioned:
+        return None, "no Classification line (the text mentions a verdict only in passing)"
+    return None, "no verdict found (expected a line 'Classification: Acceptable' or 'Classification: Unacceptable')"
+
+
+def parse_answer(text: str | None, strict: bool = False) -> ParseResult:
+    """Parse one model answer. `strict` accepts only a `Classification:`-style line.
+
+    Precedence: classification lines (a "Final ..." one wins over others), then a JSON
+    object with a classification key, then (unless strict) a bare verdict or an outright
+    statement like "I classify this cluster as Unacceptable".
+    """
+    if text is None or not text.strip():
+        return ParseResult(None, "", "empty answer")
+    body = strip_thinking(text)
+    if not body.strip():
+        return ParseResult(None, "", "the answer holds only a <think> block, no verdict")
+    lines = [_plain(line) for line in body.splitlines()]
+    found = _classification_lines(lines)
+    if found:
+        verdict, error = _decide(found)
+        reason = _reason_text(lines, {i for f in found for i in f.used})
+        if not reason and verdict is not None:
+            reason = next((f.rest for f in found if f.rest), "")
+        return ParseResult(verdict, reason, error)
+    obj = None if strict else _find_json(body)
+    if obj is not None:
+        return _parse_json(obj)
+    reason = _reason_text(lines, set())
+    if strict:
+        return ParseResult(None, reason, "no 'Classification:' line")
+    verdict, error = _fallback(body)
+    if verdict is not None:
+        return ParseResult(verdict, "" if _TERM.fullmatch(reason.strip(_PUNCT)) else reason, None)
+    return ParseResult(None, reason, error)
