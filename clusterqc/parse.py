@@ -11,6 +11,7 @@ store keeps them as unparsed proposals instead of silently counting them as eith
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -36,7 +37,6 @@ _STATED = re.compile(
     r"\b[^.\n:]{0,40}?\b(?:as|is|:)\s+(?:an?\s+)?[\"'\u201c\u2018]?" + _TERM.pattern,
     re.IGNORECASE,
 )
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.IGNORECASE | re.DOTALL)
 _THINK_OPEN = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
 _LINE_PREFIX = re.compile(r"^\s*(?:#{1,6}\s*|>\s*|[-*+\u2022]\s+|\d+[.)]\s+)*")
@@ -77,9 +77,28 @@ def _plain(line: str) -> str:
     return line.strip().strip("*").strip()
 
 
+def _drop_closed_blocks(text: str) -> str:
+    """Remove each <think>...</think> block in one left-to-right pass.
+
+    A lazy `<think>.*?</think>` regex retries from every opening tag, which is quadratic on an
+    answer of thousands of unclosed tags; this scan is linear. An opening tag with no closing
+    one is left for the caller (the answer was cut off while thinking).
+    """
+    kept: list[str] = []
+    pos = 0
+    while (opening := _THINK_OPEN.search(text, pos)) is not None:
+        closing = _THINK_CLOSE.search(text, opening.end())
+        if closing is None:
+            break
+        kept.append(text[pos : opening.start()])
+        pos = closing.end()
+    kept.append(text[pos:])
+    return "".join(kept)
+
+
 def strip_thinking(text: str) -> str:
     """Drop reasoning models' <think>...</think> blocks; they may weigh both verdicts."""
-    text = _THINK.sub("", text)
+    text = _drop_closed_blocks(text)
     close = list(_THINK_CLOSE.finditer(text))
     if close:  # some servers strip the opening tag and leave only the closing one
         text = text[close[-1].end():]
@@ -111,12 +130,19 @@ def parse_verdict(value: str | None) -> tuple[Verdict | None, str | None]:
     return _value_verdict(value.replace("**", "").replace("`", ""))
 
 
+_MAX_JSON_STARTS = 50
+
+
 def _find_json(text: str) -> dict[str, Any] | None:
     """The first JSON object in the text that carries a verdict key (nested one level at most)."""
     decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
+    # Bounded: a hostile answer of 100,000 nested braces must not cost 100,000 decodes, and a
+    # nesting deeper than Python's recursion limit is no verdict object anyway.
+    for match in itertools.islice(re.finditer(r"\{", text), _MAX_JSON_STARTS):
         try:
             obj, _ = decoder.raw_decode(text, match.start())
+        except RecursionError:
+            return None
         except ValueError:
             continue
         if not isinstance(obj, dict):

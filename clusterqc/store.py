@@ -13,6 +13,7 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -35,6 +36,8 @@ ENV_DB = "CLUSTERQC_DB"
 BUSY_TIMEOUT_MS = 30_000
 WRITE_ATTEMPTS = 8
 HOLD_SECONDS = 300
+IMPORT_CACHE_KIB = -512_000  # negative: KiB, so at most 500 MiB of page cache while importing
+MAX_PEEK_WANTED = 3  # peek_cluster: "needs review" means fewer than this many reviews
 
 migrations = Migrations("clusterqc")
 
@@ -185,6 +188,49 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+@migrations()
+def m002_examples(db: sqlite_utils.Database) -> None:
+    """Few-shot curation: the example pool, guideline texts, and the second-look queue.
+
+    `examples` holds at most one example per cluster (re-marking edits it); the verdict is
+    copied from the decision it was marked on, so a later undo does not silently change what a
+    stored prompt version was built from. `guidelines` keeps every guideline text by hash so
+    `decisions.guideline` can be resolved; `rechecks` is the queue of clusters whose decisions
+    were made under older guidelines and want a second look.
+    """
+    db.execute(
+        """CREATE TABLE examples (
+            cluster_id TEXT PRIMARY KEY REFERENCES clusters(id),
+            verdict TEXT NOT NULL CHECK (verdict IN ('Acceptable', 'Unacceptable')),
+            reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+            decision_id INTEGER REFERENCES decisions(id),
+            marked_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE guidelines (
+            version TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE rechecks (
+            cluster_id TEXT PRIMARY KEY REFERENCES clusters(id),
+            why TEXT NOT NULL DEFAULT '',
+            queued_at TEXT NOT NULL
+        )"""
+    )
+
+
+@migrations()
+def m003_review_queue_index(db: sqlite_utils.Database) -> None:
+    """The Review queue sorted by size walks (n_reviews, size DESC, nkey) like it walks
+    clusters_queue by id, so "largest first" stays an index lookup at 100,000 clusters."""
+    db.execute("CREATE INDEX clusters_queue_size ON clusters (n_reviews, size DESC, nkey)")
+
+
 # --------------------------------------------------------------------------- store
 
 
@@ -231,17 +277,42 @@ def _decision_from_row(row: sqlite3.Row) -> Decision:
     )
 
 
+# One encoder for every row: json.dumps builds a new one per call, which dominated imports.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_quote = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for a str
+
+
+def _samples_json(samples: tuple[Sample, ...]) -> str:
+    """Same text as json.dumps([s.to_json() ...], ensure_ascii=False), 10x cheaper.
+
+    Bare captions (the luvdatacomp case) are quoted with the json module's own C string encoder
+    and joined with its default separator; anything else goes through the full encoder.
+    """
+    if all(s.uid is None and s.url is None for s in samples):
+        return "[" + ", ".join([_quote(s.text) for s in samples]) + "]"
+    return _ENCODE([s.to_json() for s in samples])
+
+
 def _cluster_row(cluster: Cluster, source: str | None, now: str) -> dict[str, Any]:
+    closest = _samples_json(cluster.closest)
+    furthest = _samples_json(cluster.furthest)
+    # Byte for byte the payload Cluster.content_hash() hashes (sort_keys order: closest, dataset,
+    # furthest, size; sample keys text/uid/url are already sorted), built from the two strings
+    # above instead of encoding every sample a second time. tests/test_ingest.py checks equality.
+    payload = (
+        f'{{"closest": {closest}, "dataset": {"null" if cluster.dataset is None else _quote(cluster.dataset)}, '
+        f'"furthest": {furthest}, "size": {"null" if cluster.size is None else int(cluster.size)}}}'
+    )
     return {
         "id": cluster.id,
         "nkey": natural_key(cluster.id),
         "dataset": cluster.dataset,
-        "closest": json.dumps([s.to_json() for s in cluster.closest], ensure_ascii=False),
-        "furthest": json.dumps([s.to_json() for s in cluster.furthest], ensure_ascii=False),
-        "text": "\n".join(s.text for s in cluster.samples),
+        "closest": closest,
+        "furthest": furthest,
+        "text": "\n".join([s.text for s in cluster.closest] + [s.text for s in cluster.furthest]),
         "size": cluster.size,
         "source": source,
-        "content_hash": cluster.content_hash(),
+        "content_hash": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
         "imported_at": now,
     }
 
@@ -268,13 +339,21 @@ QUEUE_FILTERS: dict[str, str] = {
     "mine": "EXISTS (SELECT 1 FROM labels l WHERE l.cluster_id = c.id AND l.reviewer = :me)",
     "all": "1",
 }
+# Few-shot curation: clusters queued for a second look (guidelines changed), not decided since.
+# Not yet in QUEUE_FILTERS: the Review page asserts every filter has a label; register it there
+# together with its label (QUEUE_FILTERS["recheck"] = RECHECK_FILTER).
+RECHECK_FILTER = (
+    "EXISTS (SELECT 1 FROM rechecks r WHERE r.cluster_id = c.id AND NOT EXISTS"
+    " (SELECT 1 FROM decisions d WHERE d.cluster_id = c.id AND d.action = 'decide'"
+    " AND d.created_at > r.queued_at))"
+)
 _UNCERTAINTY = (
     "((SELECT count(DISTINCT p.verdict) FROM proposals p WHERE p.cluster_id = c.id)"
     " + (SELECT count(*) > 0 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict IS NULL))"
 )
 QUEUE_SORTS: dict[str, str] = {
     "id": "c.nkey",
-    "size": "c.size IS NULL, c.size DESC, c.nkey",
+    "size": "c.size DESC, c.nkey",  # SQLite sorts NULL lowest: unknown sizes come last
     "uncertainty": f"{_UNCERTAINTY} DESC, c.nkey",
 }
 
@@ -357,10 +436,21 @@ class Store:
     # ----------------------------------------------------------------- clusters
 
     def import_clusters(
-        self, clusters: Iterable[Cluster], source: str | None = None, replace: bool = False
+        self,
+        clusters: Iterable[Cluster],
+        source: str | None = None,
+        replace: bool = False,
+        sources: dict[str, str] | None = None,
     ) -> ImportResult:
-        """Write clusters all or nothing: identical ones are skipped, changed ones need `replace`."""
-        rows = [_cluster_row(c, source, utcnow()) for c in clusters]
+        """Write clusters all or nothing: identical ones are skipped, changed ones need `replace`.
+
+        `sources` (cluster id -> file) lets one all-or-nothing call record each cluster's own file
+        when several files are imported together; `source` is the fallback.
+        """
+        now = utcnow()
+        rows = [_cluster_row(c, sources.get(c.id, source) if sources else source, now) for c in clusters]
+        if not rows:
+            return ImportResult(0, 0, 0)
 
         def write(conn: sqlite3.Connection) -> ImportResult:
             existing = self._existing_hashes(conn, [r["id"] for r in rows])
@@ -368,7 +458,11 @@ class Store:
             changed = [r for r in rows if r["id"] in existing and existing[r["id"]] != r["content_hash"]]
             if changed and not replace:
                 raise ConflictError([r["id"] for r in changed])
-            cols = list(rows[0]) if rows else []
+            cols = list(rows[0])
+            # A big page cache for this transaction: the B-tree inserts of 100,000 rows otherwise
+            # spill and re-read pages (3x slower). Restored below; per connection only.
+            cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+            conn.execute(f"PRAGMA cache_size = {IMPORT_CACHE_KIB}")
             insert = f"INSERT INTO clusters ({', '.join(cols)}) VALUES ({', '.join(':' + k for k in cols)})"
             conn.executemany(insert, new)
             update_cols = [k for k in cols if k not in ("id", "imported_at")]
@@ -377,6 +471,7 @@ class Store:
                 "imported_at = :imported_at WHERE id = :id"
             )
             conn.executemany(update, changed)
+            conn.execute(f"PRAGMA cache_size = {int(cache)}")
             return ImportResult(len(new), len(rows) - len(new) - len(changed), len(changed))
 
         return self._write(write)
@@ -436,6 +531,12 @@ class Store:
         """Store a prompt version (identity: its content hash); saving it again changes nothing."""
 
         def write(conn: sqlite3.Connection) -> str:
+            if name is not None:
+                taken = conn.execute(
+                    "SELECT version FROM prompts WHERE name = ? AND version != ?", (name, version)
+                ).fetchone()
+                if taken:
+                    raise ValueError(f"prompt name {name!r} is already used by version {taken[0]}")
             conn.execute(
                 "INSERT OR IGNORE INTO prompts (version, name, template, examples, parent, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -605,7 +706,9 @@ class Store:
                 "proposal_id": proposal_id,
                 "agrees": agrees,
                 "note": note or "",
-                "guideline": guideline,
+                # Unless the caller says otherwise, a decision is made under the current guideline
+                # (few-shot curation: lets later guideline changes queue it for a second look).
+                "guideline": guideline if guideline is not None else self._current_guideline(conn),
                 "created_at": utcnow(),
             }
             row["id"] = self._append_decision(conn, row)
@@ -705,9 +808,11 @@ class Store:
         ).fetchone()
 
     def decisions(self, cluster_id: str | None = None, reviewer: str | None = None) -> list[Decision]:
+        # Only the given conditions go into the SQL: `(:c IS NULL OR cluster_id = :c)` would keep
+        # SQLite from using the cluster/reviewer indexes (a full scan per Review page render).
+        conds = [sql for sql, value in (("cluster_id = :c", cluster_id), ("reviewer = :r", reviewer)) if value is not None]
         rows = self._all(
-            "SELECT * FROM decisions WHERE (:c IS NULL OR cluster_id = :c) AND (:r IS NULL OR reviewer = :r)"
-            " ORDER BY id",
+            "SELECT * FROM decisions" + (" WHERE " + " AND ".join(conds) if conds else "") + " ORDER BY id",
             {"c": cluster_id, "r": reviewer},
         )
         return [_decision_from_row(r) for r in rows]
@@ -769,25 +874,45 @@ class Store:
         cluster in sort order. The hold is taken in the same transaction as the choice.
         """
         where, params = self._queue_where(reviewer, filter, wanted, search, exclude)
-        order = QUEUE_SORTS[sort]
         if after is not None and sort == "id":
             where += " AND c.nkey > :after"
             params["after"] = natural_key(after)
+        select = self._queue_select(where, filter, sort, wanted)
 
         def write(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(f"SELECT c.id FROM clusters c WHERE {where} ORDER BY {order} LIMIT 1", params).fetchone()
+            row = conn.execute(select, params).fetchone()
             conn.execute("DELETE FROM holds WHERE reviewer = ? OR expires_at <= ?", (reviewer, params["now"]))
             if row is None:
                 return None
             conn.execute(
+                # A live hold of a colleague (only possible under browse filters) is not stolen.
                 "INSERT INTO holds (cluster_id, reviewer, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (cluster_id) DO UPDATE SET reviewer = excluded.reviewer,"
-                " expires_at = excluded.expires_at",
+                " ON CONFLICT (cluster_id) DO NOTHING",
                 (row[0], reviewer, params["now"] + hold_seconds),
             )
             return row[0]
 
         return self._write(write)
+
+    @staticmethod
+    def _queue_select(where: str, filter: str, sort: str, wanted: int) -> str:
+        """SQL for the first cluster of a queue, fast at 100,000 clusters.
+
+        "Needs review" filters only take clusters with n_reviews < wanted, so the query asks each
+        n_reviews value 0..wanted-1 separately (an ordered walk of clusters_queue or
+        clusters_queue_size, stopping at the first match) and keeps the first of those few
+        candidates: the same answer as one ORDER BY over all clusters, without scanning the
+        clusters colleagues have already finished. Other filters and sorts use the plain query.
+        """
+        order = QUEUE_SORTS[sort]
+        if QUEUE_FILTERS[filter].startswith(_NEEDS_ME) and sort in ("id", "size"):
+            parts = [
+                f"SELECT * FROM (SELECT c.id, c.nkey, c.size FROM clusters c WHERE c.n_reviews = {r}"
+                f" AND {where} ORDER BY {order} LIMIT 1)"
+                for r in range(max(int(wanted), 1))
+            ]
+            return f"SELECT c.id FROM ({' UNION ALL '.join(parts)}) c ORDER BY {order} LIMIT 1"
+        return f"SELECT c.id FROM clusters c WHERE {where} ORDER BY {order} LIMIT 1"
 
     def queue_count(
         self, reviewer: str, filter: str = "unreviewed", wanted: int = 1, search: str = "", exclude: Sequence[str] = ()
@@ -841,3 +966,207 @@ class Store:
             self.conn.backup(target)
         finally:
             target.close()
+
+    # --- few-shot curation (examples, guidelines, second-look queue)
+
+    def reviewed_clusters(self, cluster_id: str | None = None) -> list[dict[str, Any]]:
+        """One row per reviewed cluster: its current label and what few-shot curation needs.
+
+        `verdict` is the latest standing label; `n_verdicts` > 1 means reviewers disagree (such
+        a cluster is neither a good example nor a gold label); `overridden` is 1 when any
+        reviewer's standing decision disagrees with the proposal it answered.
+        """
+        rows = self._all(
+            "SELECT l.cluster_id, l.verdict, l.decision_id, l.agrees, l.note, l.reviewer,"
+            " d.proposal_id, d.guideline, p.verdict AS model_verdict, p.reason AS model_reason,"
+            " c.text, e.reason AS example_reason,"
+            " (SELECT count(DISTINCT x.verdict) FROM labels x WHERE x.cluster_id = l.cluster_id) AS n_verdicts,"
+            " EXISTS (SELECT 1 FROM labels x WHERE x.cluster_id = l.cluster_id AND x.agrees = 0) AS overridden"
+            " FROM labels l JOIN decisions d ON d.id = l.decision_id JOIN clusters c ON c.id = l.cluster_id"
+            " LEFT JOIN proposals p ON p.id = d.proposal_id LEFT JOIN examples e ON e.cluster_id = l.cluster_id"
+            " WHERE l.decision_id = (SELECT max(y.decision_id) FROM labels y WHERE y.cluster_id = l.cluster_id)"
+            " AND (:c IS NULL OR l.cluster_id = :c) ORDER BY c.nkey",
+            {"c": cluster_id},
+        )
+        return [dict(r) for r in rows]
+
+    def set_example(
+        self, cluster_id: str, verdict: Verdict, reason: str, marked_by: str, decision_id: int | None = None
+    ) -> None:
+        """Mark (or re-mark, editing the reason) a cluster as a few-shot example."""
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO examples (cluster_id, verdict, reason, decision_id, marked_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (cluster_id) DO UPDATE SET verdict = excluded.verdict,"
+                " reason = excluded.reason, decision_id = excluded.decision_id, marked_by = excluded.marked_by,"
+                " created_at = excluded.created_at",
+                (cluster_id, Verdict(verdict).value, reason, decision_id, marked_by, utcnow()),
+            )
+        )
+
+    def remove_example(self, cluster_id: str) -> bool:
+        """Unmark an example; prompt versions already built from it keep their copy."""
+        return bool(
+            self._write(lambda conn: conn.execute("DELETE FROM examples WHERE cluster_id = ?", (cluster_id,)).rowcount)
+        )
+
+    def examples(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Marked examples (all, or the given cluster ids) in natural cluster order."""
+        rows = self._all(
+            "SELECT e.* FROM examples e JOIN clusters c ON c.id = e.cluster_id"
+            " WHERE :ids IS NULL OR e.cluster_id IN (SELECT value FROM json_each(:ids)) ORDER BY c.nkey",
+            {"ids": None if ids is None else json.dumps(list(ids))},
+        )
+        return [dict(r) for r in rows]
+
+    def save_guideline(self, version: str, text: str) -> None:
+        """Keep a guideline text by its hash so `decisions.guideline` can always be resolved."""
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT OR IGNORE INTO guidelines (version, text, created_at) VALUES (?, ?, ?)",
+                (version, text, utcnow()),
+            )
+        )
+
+    def guidelines(self) -> list[dict[str, Any]]:
+        """Every guideline text ever set, oldest first, with how many standing labels used it."""
+        return [
+            dict(r)
+            for r in self._all(
+                "SELECT g.*, (SELECT count(*) FROM labels l JOIN decisions d ON d.id = l.decision_id"
+                " WHERE d.guideline = g.version) AS n_labels FROM guidelines g ORDER BY g.created_at"
+            )
+        ]
+
+    def labels_not_under(self, guideline: str | None) -> list[dict[str, Any]]:
+        """Standing labels decided under another guideline than `guideline` (or none recorded)."""
+        return [
+            dict(r)
+            for r in self._all(
+                "SELECT l.cluster_id, l.reviewer, l.verdict, l.decision_id, d.guideline FROM labels l"
+                " JOIN decisions d ON d.id = l.decision_id JOIN clusters c ON c.id = l.cluster_id"
+                " WHERE d.guideline IS NOT ? ORDER BY c.nkey, l.reviewer",
+                (guideline,),
+            )
+        ]
+
+    def queue_rechecks(self, cluster_ids: Iterable[str], why: str = "") -> int:
+        """Queue clusters for a second look (the Review page's "recheck" filter); returns how many."""
+        ids = list(dict.fromkeys(cluster_ids))
+        now = utcnow()
+        self._write(
+            lambda conn: conn.executemany(
+                "INSERT INTO rechecks (cluster_id, why, queued_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (cluster_id) DO UPDATE SET why = excluded.why, queued_at = excluded.queued_at",
+                [(i, why, now) for i in ids],
+            )
+        )
+        return len(ids)
+
+    def pending_rechecks(self) -> list[dict[str, Any]]:
+        """Queued clusters nobody has decided since they were queued."""
+        return [
+            dict(r)
+            for r in self._all(
+                "SELECT r.* FROM rechecks r JOIN clusters c ON c.id = r.cluster_id WHERE NOT EXISTS"
+                " (SELECT 1 FROM decisions d WHERE d.cluster_id = r.cluster_id AND d.action = 'decide'"
+                " AND d.created_at > r.queued_at) ORDER BY c.nkey"
+            )
+        ]
+
+    @staticmethod
+    def _current_guideline(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute("SELECT value FROM settings WHERE key = 'guideline'").fetchone()
+        return row[0] if row else None
+
+    # --- agreement and export (metrics, label export, DataComp uid subset)
+
+    def proposal_verdicts(self) -> list[dict[str, Any]]:
+        """id, cluster_id, judge, prompt_version, verdict (None = unparsed), reason, created_at.
+
+        The light columns metrics and the Agreement page need, without building a Proposal
+        (and its raw text) per row.
+        """
+        return [
+            dict(r)
+            for r in self._all(
+                "SELECT id, cluster_id, judge, prompt_version, verdict, reason, created_at FROM proposals ORDER BY id"
+            )
+        ]
+
+    EXPORT_COLUMNS = (
+        "cluster_id", "label", "label_source", "reviewers", "n_reviews", "decided_at",
+        "model_verdict", "model_reason", "judge", "prompt_version", "agrees", "note",
+    )
+
+    def export_rows(self, include_unreviewed: bool = False, prefer_version: str | None = None) -> list[tuple[Any, ...]]:
+        """One tuple per cluster in `EXPORT_COLUMNS` order, natural id order, in one query.
+
+        label: the latest standing decision (as `cluster_label`); reviewers: a JSON array of
+        the reviewers with a standing label, by name; note: their non-empty notes in the same
+        order, one per line (so a first reviewer's reasoning is not lost). The model verdict
+        is the latest *parsed* proposal of any judge, preferring `prefer_version` (the active
+        prompt) when that version answered. Unreviewed clusters are included (label_source
+        'model_only', label = model verdict) only when asked and only with a parsed proposal.
+        """
+        cur = self.conn.cursor()
+        cur.row_factory = None  # plain tuples: 100,000 rows straight into a DataFrame
+        # One GROUP BY per table (each walks its (cluster_id, ...) index in order); bare
+        # columns next to max() come from the row holding the max, as SQLite documents:
+        # the latest standing label, and the preferred-then-latest parsed proposal.
+        cur.execute(
+            "WITH lab AS (SELECT cluster_id, verdict, decided_at, max(decision_id) AS last_id,"
+            " json_group_array(reviewer) AS reviewers, count(*) AS n_reviews,"
+            " group_concat(note, char(10)) FILTER (WHERE note != '') AS notes FROM labels GROUP BY cluster_id),"
+            " prop AS (SELECT cluster_id, verdict, reason, judge, prompt_version,"
+            " max(coalesce(prompt_version = :pv, 0) * 1099511627776 + id) AS rank_key"
+            " FROM proposals WHERE verdict IS NOT NULL GROUP BY cluster_id)"
+            " SELECT c.id, coalesce(lab.verdict, prop.verdict),"
+            " CASE WHEN lab.verdict IS NOT NULL THEN 'reviewed' ELSE 'model_only' END,"
+            " coalesce(lab.reviewers, '[]'), coalesce(lab.n_reviews, 0), lab.decided_at,"
+            " prop.verdict, prop.reason, prop.judge, prop.prompt_version,"
+            " CASE WHEN lab.verdict IS NULL OR prop.verdict IS NULL THEN NULL ELSE lab.verdict = prop.verdict END,"
+            " coalesce(lab.notes, '')"
+            " FROM clusters c LEFT JOIN lab ON lab.cluster_id = c.id LEFT JOIN prop ON prop.cluster_id = c.id"
+            " WHERE lab.verdict IS NOT NULL OR (:unrev AND prop.verdict IS NOT NULL) ORDER BY c.nkey",
+            {"pv": prefer_version, "unrev": int(include_unreviewed)},
+        )
+        return cur.fetchall()
+
+    # --- review (the Review page: read-only peek, holds on jumped-to clusters)
+
+    def peek_cluster(self, filter: str = "all", sort: str = "id", search: str = "") -> str | None:
+        """The first cluster a filter shows, without a reviewer and without taking a hold.
+
+        The Review page shows it read-only until someone names themselves.
+        """
+        where, params = self._queue_where("", filter, MAX_PEEK_WANTED, search, ())
+        row = self._one(self._queue_select(where, filter, sort, MAX_PEEK_WANTED), params)
+        return row[0] if row else None
+
+    def hold_cluster(self, cluster_id: str, reviewer: str, hold_seconds: float = HOLD_SECONDS) -> None:
+        """Hold a cluster the reviewer opened by id or by undo (their other holds are released).
+
+        Unlike `next_cluster`, an explicit jump takes the cluster even from a colleague's hold:
+        the reviewer asked for exactly this one.
+        """
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM holds WHERE reviewer = ? OR expires_at <= ?", (reviewer, now))
+            conn.execute(
+                "INSERT INTO holds (cluster_id, reviewer, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (cluster_id) DO UPDATE SET reviewer = excluded.reviewer,"
+                " expires_at = excluded.expires_at",
+                (cluster_id, reviewer, now + hold_seconds),
+            )
+
+        self._write(write)
+
+    def has_proposals(self) -> bool:
+        """Whether any judge has answered yet (the Review page offers the offline judge if not)."""
+        return bool(self._one("SELECT EXISTS (SELECT 1 FROM proposals)")[0])
+
+    def reviewer_label_count(self, reviewer: str) -> int:
+        """How many clusters `reviewer` currently has a verdict on (an index range on labels)."""
+        return self._one("SELECT count(*) FROM labels WHERE reviewer = ?", (reviewer,))[0]
