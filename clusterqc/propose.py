@@ -1,0 +1,366 @@
+"""The batch runner: clusters without a proposal -> judge -> store, concurrent and resumable.
+
+Design, and why:
+- Work list: `store.pending_cluster_ids(judge, prompt version)`, so a re-run asks only about
+  clusters that have no proposal yet (failures are asked again; finished ones never).
+- Worker threads only call the judge (network-bound); the calling thread is the single writer
+  and commits each result the moment it arrives. SQLite connections are per thread, so the
+  caller's Store is never touched by a worker, and a kill loses only the requests in flight.
+- At most `concurrency` clusters are in flight (a sliding window, not a queue of thousands), so
+  cancelling is prompt and memory stays flat. The first request goes alone: if the key is
+  wrong, exactly one request is spent, not `concurrency` of them.
+- A fatal JudgeError (401/403/404) stops the batch; a cluster-level one is logged with
+  `store.add_failure` and the batch goes on; too many transient ones in a row (endpoint down)
+  stop it too. Whatever the reason for stopping, answers already in flight are still stored.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clusterqc.judges.base import Judge, JudgeError
+from clusterqc.model import Cluster, Proposal
+from clusterqc.prompt import PromptTemplate, save_template
+from clusterqc.settings import EndpointConfig, redact
+from clusterqc.store import Store
+
+DEFAULT_CONCURRENCY = 8
+LOAD_CHUNK = 256
+JUDGES = ("offline", "llm")
+
+
+@dataclass
+class Progress:
+    """The runner's running totals, passed to the progress callback after each result."""
+
+    total: int
+    done: int = 0
+    proposed: int = 0
+    unparsed: int = 0
+    failed: int = 0
+    already: int = 0  # answered meanwhile by another process: not stored twice
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last_cluster: str | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """What a run did. `stopped` holds the reason a run ended early (None: it finished or was cancelled)."""
+
+    judge: str
+    prompt_version: str
+    progress: Progress
+    cancelled: bool = False
+    stopped: str | None = None
+    elapsed_s: float = 0.0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (cluster, error), this run
+
+    @property
+    def remaining(self) -> int:
+        """Clusters of this run still without an answer (failed, or never asked): the next run's work."""
+        return self.progress.total - self.progress.proposed - self.progress.already
+
+
+ProgressCallback = Callable[[Progress], object]
+
+
+def make_judge(kind: str, config: EndpointConfig | None = None, template: PromptTemplate | None = None) -> Judge:
+    """The judge named on the command line or chosen in the app."""
+    if kind == "offline":
+        from clusterqc.judges.offline import OfflineJudge
+
+        return OfflineJudge()
+    if kind == "llm":
+        from clusterqc.judges.llm import LLMJudge
+
+        return LLMJudge(config or EndpointConfig(), template)
+    raise ValueError(f"unknown judge {kind!r}; choose from {', '.join(JUDGES)}")
+
+
+def resolve_template(store: Store, ref: str | Path | None = None) -> PromptTemplate:
+    """`--prompt`: a template file, or a stored prompt name/version; by default the active prompt."""
+    from clusterqc.fewshot import active_template
+    from clusterqc.prompt import TemplateError, load_template
+
+    if ref is None:
+        return active_template(store)
+    stored = store.get_prompt(str(ref))
+    if stored is not None:
+        return PromptTemplate(stored["template"], name=stored["name"])
+    if Path(ref).exists():
+        return load_template(ref)
+    raise TemplateError(f"--prompt {ref}: no such file, and no stored prompt of that name or version")
+
+
+def record_prompt(store: Store, judge: Judge) -> None:
+    """Keep the template a judge uses in the store, so every proposal's prompt can be read back."""
+    template = getattr(judge, "template", None)
+    if isinstance(template, PromptTemplate):
+        save_template(store, template)
+
+
+def _clusters(store: Store, ids: list[str]) -> Iterator[Cluster]:
+    """Load clusters a chunk at a time, fully read before any write (no cursor left open)."""
+    for start in range(0, len(ids), LOAD_CHUNK):
+        yield from list(store.iter_clusters(ids[start : start + LOAD_CHUNK]))
+
+
+class _Run:
+    """One batch: the window of futures, the counters and the commit of each result."""
+
+    def __init__(self, store: Store, judge: Judge, total: int, progress: ProgressCallback | None,
+                 max_transient: int):
+        self.store, self.judge = store, judge
+        self.state = Progress(total=total)
+        self.callback = progress
+        self.max_transient = max_transient
+        self.transient_in_row = 0
+        self.succeeded = False
+        self.stopped: str | None = None
+        self.errors: list[tuple[str, str]] = []
+
+    def settle(self, future: Future[Proposal], cluster_id: str) -> None:
+        """Commit one finished request: a proposal, a logged failure, or a reason to stop."""
+        try:
+            proposal = future.result()
+        except JudgeError as exc:
+            self._failed(cluster_id, exc)
+        else:
+            self._store(proposal, cluster_id)
+        self.state.done += 1
+        self.state.last_cluster = cluster_id
+        if self.callback is not None:
+            self.callback(self.state)
+
+    def _store(self, proposal: Proposal, cluster_id: str) -> None:
+        if (proposal.cluster_id, proposal.judge, proposal.prompt_version) != (
+            cluster_id, self.judge.name, self.judge.prompt_version
+        ):
+            raise ValueError(f"judge {self.judge.name!r} answered for the wrong cluster, judge or prompt")
+        if self.store.add_proposal(proposal) is None:
+            self.state.already += 1
+        else:
+            self.state.proposed += 1
+            self.state.unparsed += proposal.verdict is None
+            self.state.prompt_tokens += proposal.prompt_tokens or 0
+            self.state.completion_tokens += proposal.completion_tokens or 0
+        self.succeeded = True
+        self.transient_in_row = 0
+
+    def _failed(self, cluster_id: str, exc: JudgeError) -> None:
+        message = str(exc)
+        self.state.last_error = message
+        if exc.fatal:
+            self.stopped = self.stopped or message
+            return
+        self.store.add_failure(cluster_id, self.judge.name, self.judge.prompt_version, message)
+        self.state.failed += 1
+        self.errors.append((cluster_id, message))
+        self.transient_in_row = self.transient_in_row + 1 if exc.transient else 0
+        if self.transient_in_row >= self.max_transient and self.stopped is None:
+            self.stopped = (
+                f"{self.transient_in_row} requests in a row failed (last: {message}); "
+                "the endpoint looks unavailable. Run again later to finish."
+            )
+
+
+def run_batch(
+    store: Store,
+    judge: Judge,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    limit: int | None = None,
+    ids: Iterable[str] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    max_transient_failures: int | None = None,
+) -> BatchResult:
+    """Propose for every cluster that has no proposal yet from this judge and prompt version.
+
+    `store` is used only from the calling thread. `cancel` stops new requests; those in flight
+    still finish and are stored. Exceptions from `progress` (e.g. Ctrl-C, a Streamlit rerun)
+    propagate, after the requests in flight have been stored.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency {concurrency}: must be at least 1")
+    started = time.perf_counter()
+    record_prompt(store, judge)
+    pending = store.pending_cluster_ids(judge.name, judge.prompt_version, limit=limit, ids=ids)
+    run = _Run(store, judge, len(pending), progress,
+               max_transient_failures or max(10, 2 * concurrency))
+    cancel = cancel or threading.Event()
+    todo = _clusters(store, pending)
+    inflight: dict[Future[Proposal], str] = {}
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="clusterqc-judge") as pool:
+        try:
+            while True:
+                window = concurrency if run.succeeded else 1
+                while len(inflight) < window and run.stopped is None and not cancel.is_set():
+                    cluster = next(todo, None)
+                    if cluster is None:
+                        break
+                    inflight[pool.submit(judge.judge, cluster)] = cluster.id
+                if not inflight:
+                    break
+                finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    run.settle(future, inflight.pop(future))
+        finally:
+            _drain(run, inflight)
+    return BatchResult(
+        judge=judge.name,
+        prompt_version=judge.prompt_version,
+        progress=run.state,
+        cancelled=cancel.is_set() and run.stopped is None,
+        stopped=run.stopped,
+        elapsed_s=time.perf_counter() - started,
+        errors=run.errors,
+    )
+
+
+def _drain(run: _Run, inflight: dict[Future[Proposal], str]) -> None:
+    """Store what is still in flight when a run ends early: those requests are already paid for."""
+    run.callback = None  # the caller is leaving (cancel, Ctrl-C, rerun): no more progress calls
+    for future, cluster_id in list(inflight.items()):
+        if not future.cancel():
+            run.settle(future, cluster_id)
+        inflight.pop(future)
+
+
+# --------------------------------------------------------------------------- background runs
+
+
+class BatchJob:
+    """A batch on its own thread with its own Store, for the app: the page polls, Stop cancels.
+
+    Why a thread and not the page script itself: a Streamlit rerun (any click, including Stop)
+    interrupts the script, which would cut a run short and drop its answers in flight. Here the
+    run goes on across reruns; the page only reads `progress` and sets `cancel`.
+    """
+
+    def __init__(self, db_path: str | Path, judge: Judge, concurrency: int = DEFAULT_CONCURRENCY,
+                 limit: int | None = None):
+        self.db_path = Path(db_path)
+        self.judge = judge
+        self.cancel = threading.Event()
+        self.progress: Progress | None = None
+        self.result: BatchResult | None = None
+        self.error: str | None = None
+        self._args = {"concurrency": concurrency, "limit": limit}
+        self.thread = threading.Thread(target=self._run, name="clusterqc-propose", daemon=True)
+
+    def start(self) -> "BatchJob":
+        self.thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends (tests, scripts); True if it has."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def _on_progress(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def _run(self) -> None:
+        try:
+            with Store(self.db_path) as store:
+                self.result = run_batch(store, self.judge, progress=self._on_progress, cancel=self.cancel,
+                                        **self._args)  # type: ignore[arg-type]
+                self.progress = self.result.progress
+        except Exception as exc:  # noqa: BLE001 - shown on the page as one line, never lost silently
+            line = str(exc).splitlines()[0] if str(exc) else "no details"
+            key = getattr(getattr(self.judge, "config", None), "api_key", None)
+            self.error = redact(f"{type(exc).__name__}: {line}", key)
+        finally:
+            close = getattr(self.judge, "close", None)
+            if close is not None:
+                close()
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run would do, computed without calling anything (`--dry-run`)."""
+
+    judge: str
+    prompt_version: str
+    pending: int
+    example_cluster: str | None
+    example_prompt: str | None  # system + user messages as sent, for the first pending cluster
+    estimated_tokens: int  # prompt and answer tokens for the whole run (about 4 chars a token)
+
+
+def plan_run(store: Store, judge: Judge, limit: int | None = None) -> Plan:
+    """The rendered prompt for one pending cluster and a token estimate for all of them."""
+    from clusterqc.judges.llm import estimate_request_tokens
+
+    pending = store.pending_cluster_ids(judge.name, judge.prompt_version, limit=limit)
+    template = getattr(judge, "template", None)
+    if not isinstance(template, PromptTemplate):
+        return Plan(judge.name, judge.prompt_version, len(pending), pending[0] if pending else None, None, 0)
+    max_tokens = getattr(getattr(judge, "config", None), "max_tokens", None)
+    total, example = 0, None
+    for cluster in _clusters(store, pending):
+        messages = template.messages(cluster)
+        total += estimate_request_tokens(messages, max_tokens)
+        if example is None:
+            example = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+    return Plan(judge.name, judge.prompt_version, len(pending), pending[0] if pending else None, example, total)
+
+
+# --------------------------------------------------------------------------- imports
+
+
+class ProposalImportError(ValueError):
+    """An earlier run's output that cannot be imported; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    read: int
+    added: int
+    unparsed: int
+
+
+def import_proposals(store: Store, path: str | Path, judge: str) -> ImportSummary:
+    """Bring the original pipeline's output in: its raw JSON (parsed by our parser) or its CSV.
+
+    All or nothing: every cluster must already be in the store, so a typo'd file does not
+    leave half its proposals behind.
+    """
+    from clusterqc.pipeline_io import read_parsed_csv, read_raw_classifications
+
+    if not judge or not judge.strip():
+        raise ProposalImportError(f"{path}: give the judge name these answers came from (--judge)")
+    suffix = Path(path).suffix.lower()
+    reader = {".json": read_raw_classifications, ".csv": read_parsed_csv}.get(suffix)
+    if reader is None:
+        raise ProposalImportError(
+            f"{path}: expected the pipeline's raw classifications (.json) or its parsed CSV (.csv)"
+        )
+    proposals = reader(path, judge.strip())
+    known = set(store.cluster_ids())
+    unknown = [p.cluster_id for p in proposals if p.cluster_id not in known]
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        raise ProposalImportError(
+            f"{path}: cluster {unknown[0]!r}{more} not in the database (import the cluster file first)"
+        )
+    added = store.add_proposals(proposals)
+    return ImportSummary(len(proposals), added, sum(p.verdict is None for p in proposals))

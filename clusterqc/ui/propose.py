@@ -1,0 +1,251 @@
+"""The Propose page's widgets: judge and endpoint, prompt preview, run / stop, failures.
+
+The batch itself runs in a `BatchJob` thread with its own store (see clusterqc.propose), so a
+rerun (any click, including Stop) never cuts it short; a fragment polls its progress.
+
+API keys: a key typed here is moved out of the password widget into a plain session_state
+entry the moment it is entered, and the widget is cleared, so it is never rendered again
+(not even behind the widget's "show" eye). It lives only in this browser session: never
+written to the store, a file, a log, or a message (errors are passed through `redact`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from clusterqc import fewshot
+from clusterqc.judges.offline import OfflineJudge
+from clusterqc.prompt import SYSTEM_MESSAGE, PromptTemplate
+from clusterqc.propose import DEFAULT_CONCURRENCY, BatchJob, make_judge
+from clusterqc.settings import EndpointConfig, SettingsError, resolve_endpoint
+from clusterqc.store import Store
+
+K_KIND = "cqc_p_kind"
+K_MODEL = "cqc_p_model"
+K_URL = "cqc_p_url"
+K_KEY_FIELD = "cqc_p_key_field"
+K_KEY = "_cqc_p_api_key"  # the typed key: session only, never a widget value
+K_PROMPT = "cqc_p_prompt"
+K_CONCURRENCY = "cqc_p_concurrency"
+K_MAX_TOKENS = "cqc_p_max_tokens"
+K_TIMEOUT = "cqc_p_timeout"
+K_RPM = "cqc_p_rpm"
+K_TPM = "cqc_p_tpm"
+K_LIMIT = "cqc_p_limit"
+K_PREVIEW = "cqc_p_preview"
+K_RUN = "cqc_p_run"
+K_STOP = "cqc_p_stop"
+K_FORGET = "cqc_p_forget_key"
+K_JOB = "_cqc_p_job"
+K_JOB_SHOWN = "_cqc_p_job_shown"  # id of the finished job whose end already triggered a rerun
+
+KINDS = {"offline": "Offline heuristics (no network)", "llm": "LLM (OpenAI-compatible endpoint)"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the settings widgets decided: enough to count pending clusters and build the judge."""
+
+    kind: str
+    name: str  # the judge name proposals are stored under
+    prompt_version: str
+    config: EndpointConfig | None = None
+    template: PromptTemplate | None = None
+    problem: str | None = None  # a setting that cannot work: shown, and Run is disabled
+
+
+def secrets_dict() -> dict[str, Any]:
+    """st.secrets as a plain dict ({} without a secrets file), for clusterqc.settings."""
+    try:
+        return st.secrets.to_dict()
+    except Exception:  # noqa: BLE001 - Streamlit raises its own error when there is no secrets file
+        return {}
+
+
+def _take_key() -> None:
+    """Callback: keep the typed key in the session only, and empty the widget at once."""
+    typed = (st.session_state.get(K_KEY_FIELD) or "").strip()
+    if typed:
+        st.session_state[K_KEY] = typed
+    st.session_state[K_KEY_FIELD] = ""
+
+
+def _forget_key() -> None:
+    st.session_state.pop(K_KEY, None)
+
+
+def _key_widgets(base: EndpointConfig) -> None:
+    if st.session_state.get(K_KEY):
+        st.text("API key: set for this browser session (hidden; never stored).")
+        st.button("Forget the key", key=K_FORGET, on_click=_forget_key)
+        return
+    st.text_input("API key", key=K_KEY_FIELD, type="password", on_change=_take_key, autocomplete="off",
+                  help="Kept only in this browser session: never stored, logged or shown again.")
+    if base.api_key:
+        st.caption(f"Leave empty to use the key from {base.key_source}.")
+
+
+def _prompt_choice(store: Store) -> PromptTemplate:
+    rows = fewshot.list_prompts(store)
+    versions = [r["version"] for r in rows]
+    labels = {r["version"]: f"{r['name'] or '(unnamed)'} · {r['version']}" + (" · active" if r.get("active") else "")
+              for r in rows}
+    active = fewshot.active_version(store)
+    chosen = st.selectbox("Prompt", versions, index=versions.index(active) if active in versions else 0,
+                          format_func=labels.__getitem__, key=K_PROMPT)
+    row = fewshot.get_prompt(store, chosen or active)
+    return PromptTemplate(row["template"], name=row["name"])
+
+
+def _llm_choice(store: Store, base: EndpointConfig) -> Choice:
+    model = st.text_input("Model", value=base.model, key=K_MODEL)
+    url = st.text_input("Endpoint (base URL)", value=base.base_url or "", key=K_URL,
+                        placeholder="https://api.openai.com/v1 · http://localhost:11434/v1 (Ollama)")
+    _key_widgets(base)
+    template = _prompt_choice(store)
+    with st.expander("Limits and timeouts"):
+        max_tokens = st.number_input("Max tokens per answer (0: no cap)", 0, 32_000, 0, key=K_MAX_TOKENS)
+        timeout = st.number_input("Timeout per attempt (s)", 1.0, 600.0, 60.0, key=K_TIMEOUT)
+        rpm = st.number_input("Requests per minute (0: no limit)", 0, 1_000_000, 0, key=K_RPM)
+        tpm = st.number_input("Tokens per minute (0: no limit)", 0, 100_000_000, 0, key=K_TPM)
+    try:
+        config = resolve_endpoint(
+            model=model or None, base_url=url or None, api_key=st.session_state.get(K_KEY),
+            environ=os.environ, secrets=secrets_dict(), max_tokens=int(max_tokens) or None,
+            timeout=float(timeout), rpm=float(rpm) or None, tpm=float(tpm) or None,
+        )
+    except SettingsError as exc:
+        return Choice("llm", model or "?", template.version, template=template, problem=str(exc))
+    st.text(f"Judge: {config.describe()}")
+    return Choice("llm", config.model, template.version, config=config, template=template)
+
+
+def judge_choice(store: Store) -> Choice:
+    """The judge widgets. Default: the LLM when an endpoint or key is configured, else offline."""
+    base = resolve_endpoint(environ=os.environ, secrets=secrets_dict())
+    kinds = list(KINDS)
+    kind = st.radio("Judge", kinds, index=kinds.index("llm" if base.configured else "offline"),
+                    format_func=KINDS.__getitem__, key=K_KIND, horizontal=True)
+    if kind == "llm":
+        return _llm_choice(store, base)
+    return Choice("offline", OfflineJudge.name, OfflineJudge.prompt_version)
+
+
+# --------------------------------------------------------------------------- preview
+
+
+def preview(store: Store, choice: Choice, pending: list[str]) -> None:
+    """The prompt exactly as it would be sent for any cluster, as inert text."""
+    default = pending[0] if pending else (store.cluster_ids()[:1] or [""])[0]
+    cluster_id = st.text_input("Preview for cluster", value=default, key=K_PREVIEW).strip()
+    cluster = store.get_cluster(cluster_id) if cluster_id else None
+    if cluster is None:
+        st.warning(f"No cluster {cluster_id!r} in this database." if cluster_id else "No clusters yet.")
+        return
+    if choice.template is None:
+        proposal = OfflineJudge().judge(cluster)
+        st.text("The offline judge sends no prompt. It would answer:")
+        st.code(f"{proposal.verdict.value if proposal.verdict else '(no verdict)'}: {proposal.reason}",
+                language=None, wrap_lines=True)
+        return
+    st.text(f"System: {SYSTEM_MESSAGE}")
+    st.code(choice.template.render(cluster), language=None, wrap_lines=True)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def current_job() -> BatchJob | None:
+    return st.session_state.get(K_JOB)
+
+
+def run_controls(store: Store, choice: Choice, pending: int) -> None:
+    """Run and Stop; a new run starts a BatchJob thread kept in the session."""
+    job = current_job()
+    running = job is not None and job.running
+    left, mid, right = st.columns([2, 1, 1], vertical_alignment="bottom")
+    concurrency = left.number_input("Requests at once", 1, 64, DEFAULT_CONCURRENCY, key=K_CONCURRENCY,
+                                    disabled=choice.kind == "offline")
+    limit = mid.number_input("At most (0: all)", min_value=0, value=0, step=1, key=K_LIMIT)
+    blocked = running or pending == 0 or choice.problem is not None
+    if right.button("Run", key=K_RUN, type="primary", disabled=blocked):
+        judge = make_judge(choice.kind, choice.config, choice.template)
+        n = int(concurrency) if choice.kind == "llm" else 1
+        st.session_state[K_JOB] = BatchJob(store.path, judge, concurrency=n, limit=int(limit) or None).start()
+        st.session_state.pop(K_JOB_SHOWN, None)
+        st.rerun()
+    if running:
+        st.button("Stop", key=K_STOP, on_click=job.stop)
+
+
+def _job_view() -> None:
+    job = current_job()
+    if job is None:
+        return
+    p = job.progress
+    if p is not None and p.total:
+        st.progress(min(p.done / p.total, 1.0),
+                    text=f"{p.done} / {p.total} · {p.proposed} proposed · {p.unparsed} unparsed · {p.failed} failed")
+    if job.running:
+        st.text("Stopping: waiting for the requests in flight…" if job.cancel.is_set() else "Running…")
+        return
+    if st.session_state.get(K_JOB_SHOWN) != id(job):
+        st.session_state[K_JOB_SHOWN] = id(job)
+        st.rerun()  # once, so the whole page (Run button, counts, failures) sees the end
+    _summary(job)
+
+
+def _summary(job: BatchJob) -> None:
+    if job.error:
+        st.error(f"The run failed: {job.error}", icon=":material/error:")
+        return
+    result = job.result
+    if result is None:
+        return
+    p = result.progress
+    line = (f"{p.proposed} proposed ({p.unparsed} unparsed), {p.failed} failed, {result.remaining} left"
+            f" · {result.judge} @ {result.prompt_version} · {result.elapsed_s:.1f} s")
+    if result.stopped:
+        st.error(f"Stopped: {result.stopped}", icon=":material/error:")
+        st.text(line)
+    elif result.cancelled:
+        st.warning(f"Stopped by you. {line}", icon=":material/stop_circle:")
+    else:
+        st.success(line, icon=":material/check_circle:")
+
+
+def job_status() -> None:
+    """Progress of the current run, refreshed every half second while it runs."""
+    job = current_job()
+    every = 0.5 if job is not None and job.running else None
+    st.fragment(_job_view, run_every=every)()
+
+
+def failures(store: Store, choice: Choice) -> None:
+    """Requests of this judge and prompt that returned nothing, not since answered (inert table)."""
+    rows = store.failures(choice.name, choice.prompt_version)
+    st.subheader(f"Failures ({len(rows)})")
+    if not rows:
+        st.text("None: every request of this judge and prompt that was sent got an answer.")
+        return
+    st.dataframe([{"cluster": r["cluster_id"], "error": r["error"], "when": r["created_at"]} for r in rows],
+                 hide_index=True)
+
+
+def page(store: Store) -> None:
+    """The whole page, top to bottom as the screen reads."""
+    choice = judge_choice(store)
+    if choice.problem:
+        st.error(choice.problem, icon=":material/error:")
+    pending = store.pending_cluster_ids(choice.name, choice.prompt_version)
+    total = store.count_clusters()
+    st.text(f"{len(pending)} of {total} clusters have no proposal yet from {choice.name} @ {choice.prompt_version}.")
+    with st.expander("Preview the prompt", expanded=False):
+        preview(store, choice, pending)
+    run_controls(store, choice, len(pending))
+    job_status()
+    failures(store, choice)

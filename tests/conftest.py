@@ -1,0 +1,49 @@
+"""Shared fixtures.
+
+`standin`: a fresh OpenAI-compatible stand-in server (tests/openai_standin.py) on 127.0.0.1,
+started for the test and stopped after it. Point the real `openai` client (or `clusterqc
+propose --base-url`) at `standin.base_url`, script replies with `standin.enqueue(Reply(...))`,
+`standin.handler = fn` or `standin.answer = fn`, and read what it saw in `standin.requests`.
+
+`marked_clusters(n)`: n small clusters whose every sample names the cluster ("cluster-7 ..."),
+so a server handler can tell from the prompt which cluster a request is about
+(`cluster_in_prompt(prompt)`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from clusterqc.model import Cluster, Sample
+from openai_standin import StandIn
+
+_MARK = re.compile(r"cluster-(\d+) ")
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    server = StandIn()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def marked_clusters(n: int, start: int = 0) -> list[Cluster]:
+    """Clusters Cluster_<i> whose sample texts all carry the marker `cluster-<i> `."""
+    out = []
+    for i in range(start, start + n):
+        closest = tuple(Sample(f"cluster-{i} photo of a red bicycle number {k} in a park") for k in range(5))
+        furthest = tuple(Sample(f"cluster-{i} aerial view of a harbour, shot {k}") for k in range(5))
+        out.append(Cluster(id=f"Cluster_{i}", closest=closest, furthest=furthest, size=100 + i))
+    return out
+
+
+def cluster_in_prompt(prompt: str) -> str | None:
+    """The id of the marked cluster a rendered prompt is about (None if it carries no marker)."""
+    match = _MARK.search(prompt)
+    return f"Cluster_{match.group(1)}" if match else None

@@ -1,0 +1,194 @@
+"""The Propose page through Streamlit's AppTest: real database, real stand-in endpoint over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from clusterqc.model import Cluster, Sample
+from clusterqc.prompt import default_template
+from clusterqc.store import Store
+from clusterqc.ui import propose as ui
+from conftest import marked_clusters
+from openai_standin import Reply, StandIn
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+KEY = "sk-page-secret-1234567890abcdef"
+XSS = "<img src=x onerror=alert(1)> **bold**"
+
+
+@pytest.fixture(autouse=True)
+def navigation_v2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run app.py on every rerun, as a server does (see tests/test_review_app.py for why)."""
+    from streamlit.runtime.scriptrunner import script_runner
+
+    class _NavigationV2:
+        uses_pages_directory = False
+
+    monkeypatch.setattr(script_runner, "PagesManager", _NavigationV2)
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "page.db"
+    monkeypatch.setenv("CLUSTERQC_DB", str(path))
+    monkeypatch.setenv("CLUSTERQC_DEMO", "0")
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CLUSTERQC_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    with Store(path) as store:
+        store.import_clusters(marked_clusters(5))
+        store.import_clusters([Cluster("Cluster_xss", tuple(Sample(f"{XSS} {k}") for k in range(5)),
+                                       tuple(Sample(f"far {k}") for k in range(5)))])
+    return path
+
+
+def propose_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["reviewer"] = "ann"
+    at.run()
+    at.switch_page("pages/propose.py")
+    at.run()
+    ok(at)
+    return at
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, at.exception
+    return at
+
+
+def finish(at: AppTest) -> AppTest:
+    """Wait for the background run the page started, then rerun as the fragment's poll would."""
+    job = at.session_state[ui.K_JOB]
+    assert job.wait(timeout=60)
+    at.run()
+    return ok(at)
+
+
+def page_text(at: AppTest) -> str:
+    parts = [t.value for t in at.main.text] + [c.value for c in at.main.code]
+    parts += [e.value for e in (*at.main.error, *at.main.success, *at.main.warning)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_offline_is_the_default_and_runs(db: Path) -> None:
+    at = propose_page()
+    assert at.radio(key=ui.K_KIND).value == "offline"
+    assert "6 of 6 clusters have no proposal yet from offline" in page_text(at)
+
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    finish(ok(at))
+
+    assert "6 proposed" in page_text(at)
+    assert "0 of 6 clusters have no proposal yet" in page_text(at)
+    assert at.button(key=ui.K_RUN).disabled  # nothing left to do
+    with Store(db) as store:
+        assert len(store.proposals(judge="offline")) == 6
+
+
+def test_prompt_preview_is_inert_text(db: Path, standin: StandIn) -> None:
+    at = propose_page()
+    at.radio(key=ui.K_KIND).set_value("llm")
+    at.run()
+    at.text_input(key=ui.K_PREVIEW).set_value("Cluster_xss")
+    at.run()
+    ok(at)
+    with Store(db) as store:
+        expected = default_template().render(store.get_cluster("Cluster_xss"))
+    assert expected.rstrip() in [c.value.rstrip() for c in at.main.code]
+    assert not any(XSS in m.value for m in at.main.markdown)
+
+
+def test_llm_run_with_typed_key_never_shows_or_stores_it(db: Path, standin: StandIn) -> None:
+    standin.expected_api_key = KEY
+    at = propose_page()
+    at.radio(key=ui.K_KIND).set_value("llm")
+    at.run()
+    at.text_input(key=ui.K_MODEL).set_value("stand-model")
+    at.text_input(key=ui.K_URL).set_value(standin.base_url)
+    at.text_input(key=ui.K_KEY_FIELD).set_value(KEY)
+    at.run()
+    ok(at)
+    assert at.session_state[ui.K_KEY_FIELD] == ""  # the widget was emptied at once
+    assert "set for this browser session" in page_text(at)
+
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    finish(ok(at))
+
+    assert {r.api_key for r in standin.chat_requests()} == {KEY}
+    assert "6 proposed" in page_text(at)
+    assert KEY not in page_text(at)
+    assert all(KEY not in str(w.value) for w in at.main.text_input)
+    assert KEY.encode() not in db.read_bytes() + (db.with_name(db.name + "-wal").read_bytes()
+                                                    if db.with_name(db.name + "-wal").exists() else b"")
+    with Store(db) as store:
+        assert {p.judge for p in store.proposals()} == {"stand-model"}
+
+
+def test_wrong_key_stops_and_failures_are_listed(db: Path, standin: StandIn) -> None:
+    def handler(req):  # type: ignore[no-untyped-def]
+        if req.api_key != KEY:
+            return Reply(status=401, error_message=f"Incorrect API key provided: {req.api_key}")
+        if "cluster-3 " in req.prompt:
+            return Reply(status=400, error_message="maximum context length exceeded")
+        return None
+
+    standin.handler = handler
+    at = propose_page()
+    at.radio(key=ui.K_KIND).set_value("llm")
+    at.run()
+    at.text_input(key=ui.K_URL).set_value(standin.base_url)
+    at.text_input(key=ui.K_KEY_FIELD).set_value("sk-wrong-key-000000000000")
+    at.run()
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    finish(ok(at))
+    assert len(standin.chat_requests()) == 1
+    assert any("401" in e.value for e in at.main.error)
+    assert "sk-wrong-key-000000000000" not in page_text(at)
+
+    at.button(key=ui.K_FORGET).click()
+    at.run()
+    at.text_input(key=ui.K_KEY_FIELD).set_value(KEY)
+    at.run()
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    finish(ok(at))
+    assert "5 proposed" in page_text(at)
+    [table] = at.main.dataframe
+    assert list(table.value["cluster"]) == ["Cluster_3"]
+    assert "context length" in table.value["error"][0]
+
+
+def test_bad_endpoint_disables_run(db: Path) -> None:
+    at = propose_page()
+    at.radio(key=ui.K_KIND).set_value("llm")
+    at.run()
+    at.text_input(key=ui.K_URL).set_value("localhost:8000")
+    at.run()
+    assert any("http(s)://" in e.value for e in at.main.error)
+    assert at.button(key=ui.K_RUN).disabled
+
+
+def test_stop_button_cancels_and_keeps_answers(db: Path, standin: StandIn) -> None:
+    standin.latency = 0.3
+    at = propose_page()
+    at.radio(key=ui.K_KIND).set_value("llm")
+    at.run()
+    at.text_input(key=ui.K_URL).set_value(standin.base_url)
+    at.number_input(key=ui.K_CONCURRENCY).set_value(1)
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    ok(at)
+    at.button(key=ui.K_STOP).click()
+    at.run()
+    finish(ok(at))
+
+    asked = len(standin.chat_requests())
+    assert any("Stopped by you" in w.value for w in at.main.warning)
+    with Store(db) as store:
+        assert len(store.proposals()) == asked < 6
