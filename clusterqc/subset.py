@@ -1,0 +1,345 @@
+"""The DataComp uid subset: the samples of the clusters we keep, as DataComp's tools read them.
+
+DataComp's resharder and baselines take a `.npy` of uids: each 32-hex-digit uid as two
+unsigned 64-bit integers (its first 16 hex digits, then its last 16; `np.dtype("u8,u8")`),
+sorted. The original pipeline built it with one Python `int(u, 16)` per uid; a
+DataComp-small pool has 12.8M of them, so here:
+- the assignments file (`uid` -> cluster; CSV or Parquet) is streamed in record batches with
+  pyarrow and never held whole; only the kept uids (16 bytes each) accumulate;
+- uids are decoded without a Python loop: after a length check, the batch's contiguous UTF-8
+  buffer (n x 32 bytes) goes through `binascii.unhexlify` in one C call, giving 16 big-endian
+  bytes per uid; those sort like the (first 16 digits, last 16) integer pairs, so one
+  fixed-width byte sort orders them, and a final view splits them into two uint64;
+- a malformed uid (wrong length, a non-hex digit, missing) stops everything with its row
+  number, and nothing is written: the output appears by rename only when complete.
+Clusters are matched by a `cluster_id` column (ids as in the store), or by the original
+pipeline's integer `cluster_label` n, which names the cluster `Cluster_<n>`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import csv
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from clusterqc.export import export_frame
+from clusterqc.model import Verdict
+from clusterqc.store import Store
+
+UID_DTYPE = np.dtype("u8,u8")
+UID_HEX_DIGITS = 32
+CSV_BLOCK_BYTES = 32 << 20
+PARQUET_BATCH_ROWS = 1 << 20
+CLUSTER_NAME = re.compile(r"Cluster_(\d+)")
+INT_TEXT = r"^[+-]?\d+$"
+
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _NIBBLE[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _NIBBLE[_c] = 10 + _i
+
+
+class SubsetError(ValueError):
+    """A problem with the assignments file, named by file and row; nothing was written."""
+
+
+@dataclass(frozen=True)
+class SubsetResult:
+    """What `build_subset` kept and dropped, for the CLI and the Export page to report."""
+
+    kept_clusters: int
+    dropped_clusters: int
+    unlabelled_clusters: int  # dropped because nobody (and no model, if asked) labelled them
+    unknown_clusters: int  # in the assignments but not in the database (counted in unlabelled)
+    kept_samples: int
+    total_samples: int
+    uids: np.ndarray  # the sorted subset, dtype UID_DTYPE
+
+    @property
+    def kept_fraction(self) -> float:
+        return self.kept_samples / self.total_samples if self.total_samples else 0.0
+
+
+# --------------------------------------------------------------------------- uid decoding
+
+
+def _fixed_width_bytes(uids: pa.Array) -> np.ndarray:
+    """The (n, 32) uint8 matrix of a string array whose values are all 32 bytes long (no copy)."""
+    if pa.types.is_large_string(uids.type) or pa.types.is_large_binary(uids.type):
+        offset_type = np.int64
+    else:
+        offset_type = np.int32
+    _, offsets_buf, data_buf = uids.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=offset_type)[uids.offset : uids.offset + len(uids) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return data.reshape(len(uids), UID_HEX_DIGITS)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 50 else text[:47] + "..."
+
+
+def uid_keys(uids: pa.Array, first_row: int = 1) -> np.ndarray:
+    """32-hex-digit uids -> 16-byte big-endian keys (dtype S16); SubsetError names a bad row.
+
+    Big-endian bytes compare like the (first 16 digits, last 16) pair of integers, so the
+    keys sort in DataComp's order with one fixed-width byte sort. `first_row` is the 1-based
+    row number of `uids[0]` in the file, for the error message.
+    """
+    kind = uids.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)):
+        uids = uids.cast(pa.string())
+    if uids.null_count:
+        bad = int(np.flatnonzero(uids.is_null().to_numpy(zero_copy_only=False))[0])
+        raise SubsetError(f"row {first_row + bad}: the uid is missing")
+    lengths = pc.binary_length(uids).to_numpy()
+    wrong = np.flatnonzero(lengths != UID_HEX_DIGITS)
+    if wrong.size:
+        bad = int(wrong[0])
+        raise SubsetError(
+            f"row {first_row + bad}: uid {_shown(uids[bad].as_py())} is not {UID_HEX_DIGITS} hex digits"
+        )
+    if len(uids) == 0:
+        return np.empty(0, dtype="S16")
+    hex_bytes = _fixed_width_bytes(uids)
+    try:
+        # One C call over the whole batch; it accepts upper and lower case and nothing else.
+        return np.frombuffer(binascii.unhexlify(hex_bytes.reshape(-1)), dtype="S16")
+    except binascii.Error:
+        bad = _first_non_hex_row(hex_bytes)
+        raise SubsetError(
+            f"row {first_row + bad}: uid {_shown(uids[bad].as_py())} has a character that is not a hex digit"
+        ) from None
+
+
+def _first_non_hex_row(hex_bytes: np.ndarray) -> int:
+    """Index of the first row with a non-hex byte (only run once a batch is known to have one)."""
+    return int(np.flatnonzero((_NIBBLE[hex_bytes] == 255).any(axis=1))[0])
+
+
+def keys_to_pairs(keys: np.ndarray) -> np.ndarray:
+    """16-byte big-endian keys -> DataComp's `u8,u8` records (first 16 hex digits, last 16)."""
+    halves = np.ascontiguousarray(keys, dtype="S16").view(">u8").reshape(-1, 2)
+    out = np.empty(len(halves), dtype=UID_DTYPE)
+    out["f0"] = halves[:, 0]
+    out["f1"] = halves[:, 1]
+    return out
+
+
+def uids_to_pairs(uids: pa.Array, first_row: int = 1) -> np.ndarray:
+    """32-hex-digit uids -> `u8,u8` records in input order (the vectorised reference_pairs)."""
+    return keys_to_pairs(uid_keys(uids, first_row))
+
+
+def sort_keys(chunks: Iterable[np.ndarray]) -> np.ndarray:
+    """Concatenate key chunks, sort in place, return the sorted `u8,u8` array DataComp reads.
+
+    A byte sort of S16 keys is several times faster than np.lexsort over two uint64 columns
+    or np.sort on the structured array (measured in bench/bench_export.py).
+    """
+    parts = list(chunks)
+    keys = np.concatenate(parts) if parts else np.empty(0, dtype="S16")
+    del parts
+    keys.sort()
+    return keys_to_pairs(keys)
+
+
+def reference_pairs(uids: Iterable[str]) -> np.ndarray:
+    """The original pipeline's per-uid conversion: the slow reference tests and the bench compare to."""
+    return np.array([(int(u[:16], 16), int(u[16:32], 16)) for u in uids], dtype=UID_DTYPE)
+
+
+# --------------------------------------------------------------------------- assignments file
+
+
+@dataclass(frozen=True)
+class _Columns:
+    uid: str
+    key: str  # "cluster_id" (store ids) or "cluster_label" (integer n of Cluster_<n>)
+
+
+def _is_parquet(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _choose_columns(path: Path, names: list[str]) -> _Columns:
+    if "uid" not in names:
+        raise SubsetError(f"{path}: no 'uid' column (columns: {', '.join(names) or 'none'})")
+    for key in ("cluster_id", "cluster_label"):
+        if key in names:
+            return _Columns("uid", key)
+    raise SubsetError(f"{path}: needs a 'cluster_id' or 'cluster_label' column (columns: {', '.join(names)})")
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return next(csv.reader(fh), [])
+
+
+def iter_assignments(
+    path: str | os.PathLike[str], block_bytes: int = CSV_BLOCK_BYTES, batch_rows: int = PARQUET_BATCH_ROWS
+) -> Iterator[tuple[int, pa.Array, pa.Array, str]]:
+    """(first 1-based row, uid array, cluster key array, key column name) per streamed batch.
+
+    A CSV batch is about `block_bytes` of the file; a Parquet batch is `batch_rows` rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SubsetError(f"{path}: no such file")
+    if _is_parquet(path):
+        pf = pq.ParquetFile(path)
+        cols = _choose_columns(path, pf.schema_arrow.names)
+        batches = pf.iter_batches(batch_size=batch_rows, columns=[cols.uid, cols.key])
+    else:
+        cols = _choose_columns(path, _csv_header(path))
+        batches = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=block_bytes),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[cols.uid, cols.key],
+                column_types={cols.uid: pa.string(), cols.key: pa.string()},
+                strings_can_be_null=False,
+            ),
+        )
+    row = 1
+    try:
+        for batch in batches:
+            yield row, batch.column(cols.uid), batch.column(cols.key), cols.key
+            row += batch.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SubsetError(f"{path}: after row {row - 1}: {exc}") from exc
+
+
+def _cluster_keys(keys: pa.Array, column: str, first_row: int) -> pa.Array:
+    """The batch's cluster keys: strings for `cluster_id`, int64 for `cluster_label`.
+
+    Integers are matched as integers (cheaper than building `Cluster_<n>` per row); the
+    regex that names a bad row runs only once a cast has failed.
+    """
+    if keys.null_count:
+        bad = int(np.flatnonzero(keys.is_null().to_numpy(zero_copy_only=False))[0])
+        raise SubsetError(f"row {first_row + bad}: the {column} is missing")
+    if column == "cluster_id":
+        return keys.cast(pa.string())
+    if pa.types.is_integer(keys.type):
+        return keys.cast(pa.int64())
+    text = keys.cast(pa.string())
+    try:
+        return pc.cast(text, pa.int64())
+    except pa.ArrowInvalid as exc:
+        ok = pc.match_substring_regex(text, INT_TEXT).to_numpy(zero_copy_only=False)
+        bad = int(np.flatnonzero(~ok)[0]) if not ok.all() else None
+        if bad is None:
+            raise SubsetError(f"rows {first_row}-{first_row + len(text) - 1}: cluster_label: {exc}") from None
+        raise SubsetError(
+            f"row {first_row + bad}: cluster_label {_shown(text[bad].as_py())} is not an integer"
+        ) from None
+
+
+class _ClusterNames:
+    """Store ids <-> the keys an assignments file uses (ids, or the n of `Cluster_<n>`)."""
+
+    def __init__(self, ids: Iterable[str]):
+        self.by_number: dict[int, str] = {}
+        for cid in ids:
+            m = CLUSTER_NAME.fullmatch(cid)
+            if m and (int(m.group(1)) not in self.by_number or cid == f"Cluster_{int(m.group(1))}"):
+                self.by_number[int(m.group(1))] = cid
+
+    def keys(self, ids: Iterable[str], column: str) -> pa.Array:
+        """The file-side keys of store `ids`, as the value set to match a batch against."""
+        if column == "cluster_id":
+            return pa.array(sorted(ids), type=pa.string())
+        wanted = set(ids)
+        return pa.array(sorted(n for n, cid in self.by_number.items() if cid in wanted), type=pa.int64())
+
+    def name(self, key: object, column: str) -> str:
+        if column == "cluster_id":
+            return str(key)
+        return self.by_number.get(int(key), f"Cluster_{key}")  # type: ignore[call-overload]
+
+
+# --------------------------------------------------------------------------- the subset
+
+
+def cluster_verdicts(store: Store, include_unreviewed: bool) -> dict[str, str]:
+    """cluster id -> label (reviewed, or the model's when `include_unreviewed`)."""
+    df = export_frame(store, include_unreviewed)
+    return dict(zip(df["cluster_id"].tolist(), df["label"].tolist()))
+
+
+def build_subset(
+    store: Store,
+    assignments: str | os.PathLike[str],
+    keep: Iterable[str] = (Verdict.ACCEPTABLE.value,),
+    include_unreviewed: bool = False,
+    block_bytes: int = CSV_BLOCK_BYTES,
+    batch_rows: int = PARQUET_BATCH_ROWS,
+) -> SubsetResult:
+    """Stream the assignments, keep the uids of clusters labelled one of `keep`, sort them."""
+    keep = {Verdict(k).value for k in keep}
+    verdicts = cluster_verdicts(store, include_unreviewed)
+    kept_ids = {c for c, v in verdicts.items() if v in keep}
+    known = store.cluster_ids()
+    names = _ClusterNames(known)
+    sizes: Counter[object] = Counter()
+    kept_keys: list[np.ndarray] = []
+    column = "cluster_id"
+    value_set: pa.Array | None = None
+    try:
+        for first_row, uids, raw_keys, column in iter_assignments(assignments, block_bytes, batch_rows):
+            keys = _cluster_keys(raw_keys, column, first_row)
+            uid_bytes = uid_keys(uids, first_row)
+            if value_set is None:
+                value_set = names.keys(kept_ids, column)
+            mask = pc.is_in(keys, value_set=value_set).to_numpy(zero_copy_only=False)
+            kept_keys.append(uid_bytes[mask])
+            counts = pc.value_counts(keys)
+            sizes.update(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
+    except SubsetError as exc:
+        msg = str(exc)
+        raise SubsetError(msg if msg.startswith(str(assignments)) else f"{assignments}: {msg}") from exc
+    seen = [names.name(k, column) for k in sizes]
+    known_set = set(known)
+    kept_clusters = sum(1 for c in seen if c in kept_ids)
+    uids = sort_keys(kept_keys)
+    return SubsetResult(
+        kept_clusters=kept_clusters,
+        dropped_clusters=len(seen) - kept_clusters,
+        unlabelled_clusters=sum(1 for c in seen if c not in verdicts),
+        unknown_clusters=sum(1 for c in seen if c not in known_set),
+        kept_samples=len(uids),
+        total_samples=sum(sizes.values()),
+        uids=uids,
+    )
+
+
+def save_uids(uids: np.ndarray, out: str | os.PathLike[str]) -> None:
+    """np.save to a temporary file beside `out`, then rename (never a half-written subset)."""
+    target = Path(out)
+    if not target.parent.is_dir():
+        raise SubsetError(f"{target}: folder {target.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, uids, allow_pickle=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

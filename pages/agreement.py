@@ -1,0 +1,130 @@
+"""Agreement: how often each judge matches the reviewers, and how often reviewers match each other."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from clusterqc import charts
+from clusterqc.metrics import AgreementReport, JudgeMetrics, agreement_report, judge_table
+from clusterqc.store import Store
+from clusterqc.ui import common
+
+PCT = st.column_config.NumberColumn(format="percent")
+KAPPA = st.column_config.NumberColumn(format="%.2f")
+
+
+def review_link(cluster_id: str, reviewer: str | None) -> str:
+    """A relative link to the Review page (the app's default page) opened on `cluster_id`."""
+    params = {"cluster": cluster_id}
+    if reviewer:
+        params["reviewer"] = reviewer
+    return "./?" + urlencode(params)
+
+
+def judges_section(report: AgreementReport) -> None:
+    st.subheader("Judges against the reviewers")
+    st.caption(
+        "Each judge and prompt version against the clusters' current labels (a cluster's latest"
+        " standing decision). Unparsed answers are counted apart, never as agreement or disagreement."
+    )
+    st.dataframe(
+        judge_table(report.judges),
+        hide_index=True,
+        column_config={"agreement": PCT, "kappa": KAPPA, "kappa_low": KAPPA, "kappa_high": KAPPA,
+                       "precision_unacceptable": PCT, "recall_unacceptable": PCT},
+    )
+    if any(m.stats.kappa.value is not None for m in report.judges):
+        st.plotly_chart(charts.kappa_chart(report.judges), key="kappa_chart")
+    names = {m.name: m for m in report.judges}
+    chosen = st.selectbox("Confusion table of", list(names), key="agreement_judge")
+    if chosen:
+        confusion(names[chosen])
+
+
+def confusion(m: JudgeMetrics) -> None:
+    if m.stats.n == 0:
+        st.info("This judge has no parsed answer on a reviewed cluster yet.")
+        return
+    st.plotly_chart(charts.confusion_heatmap(m), key="confusion_chart")
+    if m.stats.kappa.note:
+        st.text(f"Kappa: {m.stats.kappa.note}")
+
+
+def over_time_section(report: AgreementReport) -> None:
+    st.subheader("Model agreement over time")
+    if report.over_time.empty:
+        st.info("No reviewed cluster has a parsed model answer yet.")
+        return
+    st.plotly_chart(charts.over_time_chart(report.over_time), key="over_time_chart")
+
+
+def per_reviewer_section(report: AgreementReport) -> None:
+    st.subheader("Each reviewer against the model")
+    if report.per_reviewer.empty:
+        st.info("No reviewer has decided a cluster the model answered yet.")
+        return
+    st.plotly_chart(charts.reviewer_model_chart(report.per_reviewer), key="per_reviewer_chart")
+    st.dataframe(report.per_reviewer, hide_index=True,
+                 column_config={"agreement": PCT, "kappa": KAPPA, "kappa_low": KAPPA, "kappa_high": KAPPA})
+
+
+def between_reviewers_section(report: AgreementReport) -> None:
+    st.subheader("Between reviewers")
+    ra = report.reviewers
+    if ra.n_clusters == 0:
+        st.info(
+            "No cluster has two reviews yet. Set 'Reviews wanted per cluster' to 2 or more in the"
+            " sidebar to have clusters reviewed twice."
+        )
+        return
+    cols = st.columns(2)
+    cols[0].metric("Clusters with 2+ reviews", ra.n_clusters)
+    cols[1].metric("Krippendorff's alpha", "n/a" if ra.alpha is None else f"{ra.alpha:.2f}")
+    if ra.alpha_note:
+        st.text(f"Alpha: {ra.alpha_note}")
+    if not ra.kappa.empty:
+        st.plotly_chart(charts.reviewer_kappa_heatmap(ra.kappa), key="reviewer_kappa_chart")
+    st.dataframe(ra.pairs, hide_index=True, column_config={"agreement": PCT, "kappa": KAPPA})
+
+
+def disagreements_section(report: AgreementReport, reviewer: str | None) -> None:
+    st.subheader("Disagreements")
+    table = report.disagreements
+    if table.empty:
+        st.info("No reviewed cluster disagrees with a parsed model answer.")
+        return
+    st.caption(f"{len(table)} cluster/judge pairs where the label differs from the model. Open one on the Review page.")
+    table = table.assign(review=[review_link(c, reviewer) for c in table["cluster_id"]])
+    st.dataframe(
+        table[["cluster_id", "review", "label", "model_verdict", "judge", "prompt_version", "reviewers",
+               "model_reason", "decided_at"]],
+        hide_index=True,
+        column_config={"review": st.column_config.LinkColumn("review", display_text="Open in Review")},
+    )
+
+
+def page(store: Store, ctx: common.AppContext) -> None:
+    report = agreement_report(store)
+    if report.n_reviewed == 0:
+        st.info(
+            "No reviewed clusters yet. Decide some clusters on the Review page; agreement with each"
+            " judge and between reviewers shows here."
+        )
+        return
+    if report.n_proposals == 0:
+        st.info("No proposals yet: run a judge on the Propose page to compare it with the reviewers.")
+    else:
+        judges_section(report)
+        over_time_section(report)
+        per_reviewer_section(report)
+    between_reviewers_section(report)
+    if report.n_proposals:
+        disagreements_section(report, ctx.reviewer.name)
+
+
+st.title("Agreement")
+_store = common.store_or_stop()
+with common.db_errors():
+    page(_store, common.page_context(_store))
