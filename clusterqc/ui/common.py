@@ -1,0 +1,280 @@
+"""What every page shares: the store for this session, the sidebar, DB errors as one line.
+
+Why a store per session (kept in `st.session_state`) and not one `st.cache_resource` store:
+Streamlit runs each browser session's script on its own thread, and sessions run at the same
+time. A sqlite3 connection must not be used by two threads at once, while one session's
+reruns never overlap, so a connection per session is safe without locks, and SQLite's WAL
+mode plus the store's busy timeout let those connections write side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from clusterqc import bootstrap
+from clusterqc.review import FILTER_LABELS, MAX_WANTED, SORT_LABELS, QueueSettings, Reviewer, resolve_reviewer
+from clusterqc.store import Store, resolve_db_path
+
+_LOG = logging.getLogger("clusterqc.ui")
+STORES_KEY = "_cqc_stores"
+CONTEXT_KEY = "_cqc_context"
+BOOTSTRAP_PROBLEM_KEY = "_cqc_bootstrap_problem"
+WANTED_SETTING = "reviews_wanted"
+COUNTS_TTL_S = 5
+
+# Widget keys (named so tests and pages can read them).
+K_REVIEWER = "cqc_reviewer"
+K_WANTED = "cqc_wanted"
+K_BLIND = "cqc_blind"
+K_FILTER = "cqc_filter"
+K_SORT = "cqc_sort"
+K_SEARCH = "cqc_search"
+K_JUMP = "cqc_jump"
+K_JUMP_PENDING = "cqc_jump_pending"
+
+
+class DBUnavailable(RuntimeError):
+    """The database could not be opened (shown as one line; the page stops there)."""
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What the sidebar decided this run: pages read it instead of re-reading widgets."""
+
+    db_path: Path
+    reviewer: Reviewer
+    settings: QueueSettings
+    blind: bool
+    reviewed: int
+    mine: int
+    total: int
+    progress_slot: Any = None  # the sidebar's progress bars, refreshed after a decision
+
+
+def _show_progress(slot: Any, store: Store, reviewer: str | None) -> tuple[int, int, int]:
+    """Draw the two progress bars into `slot`: reviewed by anyone / all, mine / all."""
+    reviewed, total = cluster_counts(store)
+    mine = store.reviewer_label_count(reviewer) if reviewer else 0
+    denominator = max(total, 1)
+    with slot.container():
+        st.progress(min(reviewed / denominator, 1.0), text=f"Reviewed {reviewed} / {total}")
+        st.progress(min(mine / denominator, 1.0), text=f"Mine {mine} / {total}")
+    return reviewed, mine, total
+
+
+def refresh_progress(ctx: AppContext, store: Store) -> None:
+    """Redraw the sidebar's bars after this run's decision (the sidebar ran before it)."""
+    if ctx.progress_slot is not None:
+        _show_progress(ctx.progress_slot, store, ctx.reviewer.name)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the single line a user sees (never a traceback)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else 'no details'}"
+
+
+@contextmanager
+def db_errors(what: str = "Database error") -> Iterator[None]:
+    """Show SQLite and file errors as a one-line st.error instead of Streamlit's error page."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        st.error(f"{what}: {one_line(exc)}", icon=":material/error:")
+
+
+@contextmanager
+def page_errors() -> Iterator[None]:
+    """Like `db_errors`, and any other failure too: one st.error line, the traceback to the log.
+
+    Why: a reviewer mid-queue should see a line and keep their place, never Streamlit's error
+    page; the operator still gets the full traceback in the server's log.
+    """
+    try:
+        with db_errors():
+            yield
+    except Exception as exc:  # noqa: BLE001 - Streamlit's stop/rerun are BaseExceptions and pass
+        _LOG.exception("clusterqc page failed")
+        st.error(f"Something went wrong ({one_line(exc)}); the details are in the server log.",
+                 icon=":material/error:")
+
+
+def get_store() -> Store:
+    """This session's store for the configured DB path, opened (and bootstrapped) once.
+
+    Raises DBUnavailable with a one-line reason when the file cannot be opened as a database.
+    """
+    path = resolve_db_path()
+    key = str(path.resolve())
+    stores: dict[str, Store] = st.session_state.setdefault(STORES_KEY, {})
+    if key not in stores:
+        try:
+            store = Store(path)
+            started = bootstrap.ensure_started(store)
+        except (sqlite3.Error, OSError) as exc:
+            raise DBUnavailable(f"cannot open {path}: {one_line(exc)}") from exc
+        stores[key] = store
+        if started.did_something:
+            forget_counts()
+        if started.problem:
+            st.session_state[BOOTSTRAP_PROBLEM_KEY] = started.problem
+    return stores[key]
+
+
+def store_or_stop() -> Store:
+    """`get_store`, or a one-line error and the end of this run."""
+    try:
+        return get_store()
+    except DBUnavailable as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+        raise  # pragma: no cover - st.stop() raises
+
+
+# --------------------------------------------------------------------------- reviewers
+
+
+def _secrets_section(name: str) -> Mapping[str, Any]:
+    """A secrets.toml section, or {} when there is no secrets file or no such section."""
+    try:
+        section = st.secrets.get(name)
+    except Exception:  # noqa: BLE001 - Streamlit raises its own error type when no file exists
+        return {}
+    return section if isinstance(section, Mapping) else {}
+
+
+def login_configured() -> bool:
+    """st.login needs an [auth] section in secrets; without one the sidebar field names reviewers."""
+    return bool(_secrets_section("auth"))
+
+
+def allowed_reviewers() -> list[str] | None:
+    """Optional allow-list: `[clusterqc] reviewers = ["a@x.org", ...]` in secrets.toml."""
+    listed = _secrets_section("clusterqc").get("reviewers")
+    return [str(x) for x in listed] if isinstance(listed, (list, tuple)) and listed else None
+
+
+def _user_dict() -> dict[str, Any]:
+    try:
+        return dict(st.user.to_dict())
+    except Exception:  # noqa: BLE001 - no user info outside a session
+        return {}
+
+
+def _reviewer_widgets(login: bool) -> Reviewer:
+    if login:
+        reviewer = resolve_reviewer(login_configured=True, user=_user_dict(), allowed=allowed_reviewers())
+        if reviewer.name:
+            st.text(f"Reviewer: {reviewer.name}")
+            st.button("Log out", on_click=st.logout, key="cqc_logout")
+        elif not _user_dict().get("is_logged_in"):
+            st.button("Log in", on_click=st.login, key="cqc_login", type="primary")
+        return reviewer
+    url_value = st.query_params.get("reviewer", "")
+    if K_REVIEWER not in st.session_state:
+        st.session_state[K_REVIEWER] = url_value
+    field = st.text_input("Reviewer", key=K_REVIEWER, placeholder="your name", max_chars=64)
+    reviewer = resolve_reviewer(login_configured=False, user={}, allowed=None, field_value=field, url_value="")
+    if reviewer.name and reviewer.name != url_value:
+        st.query_params["reviewer"] = reviewer.name  # so a reload or a bookmark keeps the name
+    return reviewer
+
+
+# --------------------------------------------------------------------------- sidebar
+
+
+def _save_wanted(store: Store) -> None:
+    store.set_setting(WANTED_SETTING, str(st.session_state[K_WANTED]))
+
+
+def _request_jump() -> None:
+    """Callback: remember the id typed into the jump field and clear the field for the next one."""
+    st.session_state[K_JUMP_PENDING] = st.session_state.get(K_JUMP, "")
+    st.session_state[K_JUMP] = ""
+
+
+def stored_wanted(store: Store) -> int:
+    """Reviews wanted per cluster: a project setting shared by every reviewer (1..3)."""
+    try:
+        value = int(store.get_setting(WANTED_SETTING, "1") or 1)
+    except ValueError:
+        value = 1
+    return min(max(value, 1), MAX_WANTED)
+
+
+@st.cache_data(ttl=COUNTS_TTL_S, show_spinner=False, max_entries=64)
+def _cached_counts(db_key: str, _store: Store) -> tuple[int, int]:
+    reviewed, _, total = _store.progress(None)
+    return reviewed, total
+
+
+def cluster_counts(store: Store) -> tuple[int, int]:
+    """(clusters reviewed by anyone, all clusters), refreshed every few seconds.
+
+    Why cached: counting 100,000 rows costs milliseconds on every keystroke-driven rerun, and
+    the bar does not need to be exact to the second. `forget_counts` after an import.
+    """
+    return _cached_counts(str(store.path.resolve()), store)
+
+
+def forget_counts() -> None:
+    """Drop the cached counts (after importing clusters, so the page sees them at once)."""
+    _cached_counts.clear()
+
+
+def render_sidebar(store: Store) -> AppContext:
+    """The shared sidebar; also leaves an AppContext for the pages of this run."""
+    with st.sidebar:
+        st.text(f"Database: {store.path}")
+        reviewer = _reviewer_widgets(login_configured())
+        if reviewer.problem:
+            st.warning(reviewer.problem, icon=":material/person:")
+        st.session_state[K_WANTED] = stored_wanted(store)  # follow colleagues' changes
+        st.select_slider(
+            "Reviews wanted per cluster", options=list(range(1, MAX_WANTED + 1)), key=K_WANTED,
+            on_change=_save_wanted, args=(store,),
+        )
+        blind = st.toggle("Blind mode", key=K_BLIND, help="Hide proposals until you have decided the cluster.")
+        flt = st.selectbox("Queue", list(FILTER_LABELS), format_func=FILTER_LABELS.__getitem__, key=K_FILTER)
+        sort = st.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key=K_SORT)
+        search = st.text_input("Search samples", key=K_SEARCH, placeholder="text in any caption")
+        st.text_input("Jump to cluster id", key=K_JUMP, on_change=_request_jump, placeholder="e.g. Cluster_12")
+        slot = st.empty()
+        reviewed, mine, total = _show_progress(slot, store, reviewer.name)
+    settings = QueueSettings(filter=flt or "unreviewed", sort=sort or "id", wanted=stored_wanted(store),
+                             search=(search or "").strip())
+    ctx = AppContext(store.path, reviewer, settings, bool(blind), reviewed, mine, total, slot)
+    st.session_state[CONTEXT_KEY] = ctx
+    return ctx
+
+
+def sidebar_rendered_this_run() -> bool:
+    """Whether app.py's sidebar ran in this script run.
+
+    Why ask: with a `pages/` folder next to app.py, Streamlit's multipage-v1 shim runs a page
+    script *without* app.py on a server's first request for that page (and AppTest does so on
+    every rerun). Pages then render the sidebar themselves instead of trusting a stale context.
+    """
+    try:
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        return ctx is not None and K_WANTED in ctx.shared.widget_user_keys_this_run
+    except (ImportError, AttributeError):  # internals moved: render again rather than go stale
+        return False
+
+
+def page_context(store: Store) -> AppContext:
+    """The sidebar's context for this run, rendering the sidebar if app.py did not."""
+    ctx = st.session_state.get(CONTEXT_KEY)
+    if ctx is not None and sidebar_rendered_this_run():
+        return ctx
+    return render_sidebar(store)

@@ -1,0 +1,507 @@
+"""The Review app driven through Streamlit's AppTest on real temporary SQLite files.
+
+Each test builds its own database, runs `app.py` as a reviewer would (query params, sidebar
+widgets, the action buttons), and checks the decisions table after each step.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.errors import AppTestError
+
+from clusterqc import bootstrap
+from clusterqc.model import Cluster, Proposal, Sample, Verdict
+from clusterqc.review import Reviewer, ReviewSession, SessionState, clean_name, resolve_reviewer
+from clusterqc.store import Store
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+XSS = "<img src=x onerror=alert(1)> **bold** [link](http://example.com)"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def make_cluster(cid: str, word: str = "bicycle", size: int | None = 10, url: str | None = None) -> Cluster:
+    closest = tuple(Sample(f"{word} photo {k} of {cid}", url=url) for k in range(5))
+    furthest = tuple(Sample(f"{word} sketch {k} of {cid}") for k in range(5))
+    return Cluster(cid, closest, furthest, size=size, dataset="test")
+
+
+def propose(store: Store, cid: str, verdict: Verdict | None, judge: str = "offline", reason: str = "") -> int:
+    raw = f"Classification: {verdict.value}" if verdict else "I cannot tell."
+    return store.add_proposal(
+        Proposal(cid, judge, "v1", verdict, reason or f"{judge} thinks so", raw=raw,
+                 parse_error=None if verdict else "no Classification line")
+    )
+
+
+@pytest.fixture(autouse=True)
+def navigation_v2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run app.py on every AppTest rerun, as a real server does.
+
+    With a `pages/` folder beside app.py, AppTest resets Streamlit's multipage-v1 flag before
+    each run, so from the second run on it would run the page script without app.py (new
+    widget ids, no sidebar). A server clears that flag for good at the first `st.navigation`.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    monkeypatch.setattr(script_runner, "PagesManager", _NavigationV2)
+
+
+class _NavigationV2:
+    uses_pages_directory = False
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty database file that app.py will open; no automatic demo import."""
+    path = tmp_path / "review.db"
+    monkeypatch.setenv("CLUSTERQC_DB", str(path))
+    monkeypatch.setenv("CLUSTERQC_DEMO", "0")
+    return path
+
+
+@pytest.fixture
+def four(db: Path) -> Path:
+    """C_1 model Acceptable, C_2 model Unacceptable, C_3 unparsed only, C_4 no proposal."""
+    with Store(db) as store:
+        store.import_clusters([make_cluster(f"C_{i}", size=10 * i) for i in range(1, 5)])
+        propose(store, "C_1", Verdict.ACCEPTABLE)
+        propose(store, "C_2", Verdict.UNACCEPTABLE)
+        propose(store, "C_3", None)
+    return db
+
+
+def app(reviewer: str | None = "alice", **params: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if reviewer is not None:
+        at.query_params["reviewer"] = reviewer
+    at.query_params.update(params)
+    return at.run()
+
+
+def shown(at: AppTest) -> str | None:
+    """The cluster id on screen (the first st.code block), None when there is none."""
+    codes = [c.value for c in at.main.code if c.language in (None, "", "plaintext")]
+    return codes[0] if codes else None
+
+
+def texts(at: AppTest) -> list[str]:
+    return [t.value for t in at.main.text]
+
+
+def keys(at: AppTest) -> list[str]:
+    return [b.key for b in at.main.button if b.key and b.key.startswith("cqc_btn_")]
+
+
+def press(at: AppTest, action: str) -> AppTest:
+    at.button(key=f"cqc_btn_{action}").click()
+    at.run()
+    no_errors(at)
+    return at
+
+
+def images(at: AppTest) -> int:
+    return sum(type(e).__name__ == "Image" for col in at.main.columns for e in col.children.values())
+
+
+def progress_texts(at: AppTest) -> list[str]:
+    return [p.proto.text for p in at.sidebar.get("progress")]
+
+
+def choose(at: AppTest, queue: str) -> AppTest:
+    """Pick a queue filter in the sidebar (a fresh element lookup: old ones carry old state)."""
+    return at.sidebar.selectbox(key="cqc_filter").set_value(queue)
+
+
+def rows(db: Path) -> list[tuple[Any, ...]]:
+    with Store(db) as store:
+        return [(d.cluster_id, d.reviewer, d.verdict.value if d.verdict else None, d.action, d.proposal_id,
+                 d.agrees, d.note) for d in store.decisions()]
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+# --------------------------------------------------------------------------- first start, empty states
+
+
+def test_first_start_imports_demo_and_offline_proposals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "fresh.db"
+    monkeypatch.setenv("CLUSTERQC_DB", str(path))
+    monkeypatch.delenv("CLUSTERQC_DEMO", raising=False)
+    at = app()
+    no_errors(at)
+    with Store(path) as store:
+        n = store.count_clusters()
+        assert n > 0 and store.has_proposals()
+        assert len(store.proposals(judge="offline")) == n
+        first = store.peek_cluster()
+    assert shown(at) == first
+    assert keys(at) == ["cqc_btn_accept", "cqc_btn_override", "cqc_btn_skip", "cqc_btn_undo"]
+    # A second start changes nothing.
+    with Store(path) as store:
+        assert bootstrap.ensure_started(store) == bootstrap.BootstrapResult()
+
+
+def test_bootstrap_leaves_a_database_with_clusters_alone(db: Path) -> None:
+    with Store(db) as store:
+        store.import_clusters([make_cluster("Mine_1")])
+        assert bootstrap.ensure_started(store, env={}) == bootstrap.BootstrapResult()
+        assert store.cluster_ids() == ["Mine_1"] and not store.has_proposals()
+
+
+def test_no_clusters_points_to_import_and_loads_demo(db: Path) -> None:
+    at = app()
+    no_errors(at)
+    assert any("no clusters" in i.value for i in at.info)
+    assert any("clusterqc import" in c.value for c in at.main.code)
+    at.button(key="cqc_load_demo").click().run()
+    no_errors(at)
+    with Store(db) as store:
+        assert store.count_clusters() > 0 and store.has_proposals()
+    assert shown(at) is not None and "cqc_btn_accept" in keys(at)
+    assert rows(db) == []
+
+
+def test_no_proposals_offers_offline_judge_and_keys_1_2(db: Path) -> None:
+    with Store(db) as store:
+        store.import_clusters([make_cluster("C_1"), make_cluster("C_2")])
+    at = app()
+    no_errors(at)
+    assert keys(at) == ["cqc_btn_acceptable", "cqc_btn_unacceptable", "cqc_btn_skip", "cqc_btn_undo"]
+    assert at.button(key="cqc_btn_unacceptable").proto.shortcut == "2"
+    press(at, "unacceptable")
+    assert rows(db) == [("C_1", "alice", "Unacceptable", "decide", None, None, "")]
+    assert shown(at) == "C_2"
+    at.button(key="cqc_run_offline").click().run()
+    no_errors(at)
+    with Store(db) as store:
+        assert len(store.proposals(judge="offline")) == 2
+    assert "cqc_btn_accept" in keys(at)
+
+
+def test_everything_reviewed_links_to_export(four: Path) -> None:
+    at = app()
+    for _ in range(4):
+        press(at, "accept" if "cqc_btn_accept" in keys(at) else "acceptable")
+    no_errors(at)
+    assert shown(at) is None
+    assert any("Everything is reviewed" in s.value for s in at.success)
+    assert [r[0] for r in rows(four)] == ["C_1", "C_2", "C_3", "C_4"]
+    assert at.query_params.get("cluster") in (None, "")
+    links = [e.proto for e in at.main.children.values() if type(e).__name__ == "PageLink"]
+    assert [(p.page, p.label) for p in links] == [("export", "Export the labels")]
+
+
+# --------------------------------------------------------------------------- reviewers
+
+
+def test_no_decision_without_a_reviewer(four: Path) -> None:
+    at = app(reviewer=None)
+    no_errors(at)
+    assert shown(at) == "C_1"  # read-only preview
+    assert all(b.disabled for b in at.main.button if b.key and b.key.startswith("cqc_btn_"))
+    assert any("Enter your name" in w.value for w in at.warning)
+    with pytest.raises(AppTestError, match="disabled"):
+        press(at, "accept")
+    assert rows(four) == []
+    # The review logic refuses too, whatever the screen does.
+    with Store(four) as store:
+        with pytest.raises(PermissionError):
+            ReviewSession(store, SessionState(current="C_1")).act("accept", "C_1")
+        with pytest.raises(PermissionError):
+            ReviewSession(store, SessionState()).act("undo", "C_1")
+    at.sidebar.text_input(key="cqc_reviewer").input("  bob  ").run()
+    press(at, "accept")
+    assert rows(four)[0][:3] == ("C_1", "bob", "Acceptable")
+    assert at.query_params["reviewer"] == "bob"
+
+
+def test_login_and_allow_list(four: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1/oauth2callback", "cookie_secret": "x"}
+    at.secrets["clusterqc"] = {"reviewers": ["carol@example.org"]}
+    at.user = {"is_logged_in": False}
+    at.query_params["reviewer"] = "mallory"  # ignored when login is configured
+    at.run()
+    no_errors(at)
+    assert any("Log in" in w.value for w in at.warning)
+    assert at.sidebar.button(key="cqc_login")
+    with pytest.raises(AppTestError, match="disabled"):
+        press(at, "accept")
+    assert rows(four) == []
+    at.user = {"is_logged_in": True, "email": "eve@example.org", "name": "Eve"}
+    at.run()
+    assert any("not on this project's reviewer list" in w.value for w in at.warning)
+    with pytest.raises(AppTestError, match="disabled"):
+        press(at, "accept")
+    assert rows(four) == []
+    at.user = {"is_logged_in": True, "email": "carol@example.org", "name": "Carol"}
+    at.run()
+    press(at, "accept")
+    assert rows(four)[0][:3] == ("C_1", "carol@example.org", "Acceptable")
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def test_accept_override_skip_undo_and_note(four: Path) -> None:
+    at = app()
+    no_errors(at)
+    assert shown(at) == "C_1" and at.query_params["cluster"] == "C_1"
+    assert [at.button(key=f"cqc_btn_{k}").proto.shortcut.upper() for k in ("accept", "override", "skip", "undo")] == [
+        "A", "O", "S", "U"]
+    assert "Mine 0 / 4" in progress_texts(at)
+    press(at, "accept")
+    assert rows(four) == [("C_1", "alice", "Acceptable", "decide", 1, True, "")]
+    assert shown(at) == "C_2" and at.query_params["cluster"] == "C_2"
+    assert "Mine 1 / 4" in progress_texts(at)  # counted in the same rerun as the decision
+    at.main.text_input(key="cqc_note").input("captions are product shots")
+    press(at, "override")
+    assert rows(four)[-1] == ("C_2", "alice", "Acceptable", "decide", 2, False, "captions are product shots")
+    assert at.main.text_input(key="cqc_note").value == ""
+    assert shown(at) == "C_3"  # only an unparsed proposal: verdict keys
+    assert keys(at)[:2] == ["cqc_btn_acceptable", "cqc_btn_unacceptable"]
+    press(at, "skip")
+    assert len(rows(four)) == 2 and shown(at) == "C_4"
+    press(at, "undo")
+    assert rows(four)[-1] == ("C_2", "alice", None, "undo", None, None, "")
+    assert shown(at) == "C_2"  # the undone cluster comes back
+    with Store(four) as store:
+        assert [d.reverts for d in store.decisions()][-1] == 2
+        assert [(lab["cluster_id"], lab["verdict"]) for lab in store.labels()] == [("C_1", "Acceptable")]
+    press(at, "undo")
+    assert rows(four)[-1] == ("C_1", "alice", None, "undo", None, None, "")
+    assert shown(at) == "C_1"
+    press(at, "undo")  # nothing left: says so, appends nothing
+    assert len(rows(four)) == 4
+    assert any("Nothing to undo" in t for t in texts(at))
+
+
+def test_skipped_clusters_come_back_on_revisit(four: Path) -> None:
+    at = app()
+    for expected in ("C_1", "C_2", "C_3", "C_4"):
+        assert shown(at) == expected
+        press(at, "skip")
+    assert shown(at) is None and rows(four) == []
+    at.button(key="cqc_revisit").click().run()
+    assert shown(at) == "C_1"
+
+
+def test_blind_mode_hides_proposals_but_records_them(four: Path) -> None:
+    at = app()
+    at.sidebar.toggle(key="cqc_blind").set_value(True).run()
+    no_errors(at)
+    assert shown(at) == "C_1"
+    assert not any("offline thinks so" in t for t in texts(at))
+    assert any("Blind mode" in i.value for i in at.info)
+    assert keys(at)[:2] == ["cqc_btn_acceptable", "cqc_btn_unacceptable"]
+    assert at.button(key="cqc_btn_acceptable").proto.shortcut == "1"
+    press(at, "unacceptable")
+    assert rows(four) == [("C_1", "alice", "Unacceptable", "decide", 1, False, "")]
+    # Once decided, the proposal shows: jump back to it.
+    at.sidebar.text_input(key="cqc_jump").input("C_1").run()
+    assert shown(at) == "C_1" and any("offline thinks so" in t for t in texts(at))
+
+
+def test_proposals_shown_with_judge_version_and_raw_unparsed(four: Path) -> None:
+    with Store(four) as store:
+        propose(store, "C_3", Verdict.UNACCEPTABLE, judge="gpt-test", reason="mostly file names")
+    at = app(cluster="C_3")
+    no_errors(at)
+    assert shown(at) == "C_3"
+    assert "offline · prompt v1" in texts(at)
+    assert "gpt-test · prompt v1 (Accept / Override answer this one)" in texts(at)
+    assert "I cannot tell." in [c.value for c in at.main.code]
+    press(at, "accept")
+    assert rows(four)[-1][:6] == ("C_3", "alice", "Unacceptable", "decide", 4, True)
+
+
+# --------------------------------------------------------------------------- queue
+
+
+def test_filters(four: Path) -> None:
+    at = app()
+    for name, expected in [("model_acceptable", "C_1"), ("model_unacceptable", "C_2"), ("unparsed", "C_3"),
+                           ("disagreements", None), ("mine", None), ("all", "C_1")]:
+        choose(at, name).run()
+        no_errors(at)
+        assert shown(at) == expected, name
+    choose(at, "model_unacceptable").run()
+    press(at, "override")  # alice says Acceptable to C_2: a disagreement
+    assert shown(at) is None
+    choose(at, "disagreements").run()
+    assert shown(at) == "C_2"
+    choose(at, "mine").run()
+    assert shown(at) == "C_2"
+    press(at, "accept")  # browse filters re-decide and walk on
+    assert rows(four)[-1][:4] == ("C_2", "alice", "Unacceptable", "decide")
+    assert shown(at) is None
+    choose(at, "all").run()
+    seen = []
+    for _ in range(4):
+        seen.append(shown(at))
+        press(at, "skip")
+    assert seen == ["C_1", "C_2", "C_3", "C_4"] and shown(at) is None
+
+
+def test_search_sort_and_uncertainty(four: Path) -> None:
+    with Store(four) as store:
+        store.import_clusters([make_cluster("C_5", word="lighthouse", size=5)])
+        propose(store, "C_4", Verdict.ACCEPTABLE, judge="a")
+        propose(store, "C_4", Verdict.UNACCEPTABLE, judge="b")
+    at = app()
+    at.sidebar.text_input(key="cqc_search").input("lighthouse").run()
+    assert shown(at) == "C_5"
+    at.sidebar.text_input(key="cqc_search").input("100%_nothing").run()
+    assert shown(at) is None
+    at.sidebar.text_input(key="cqc_search").input("").run()
+    at.sidebar.selectbox(key="cqc_sort").set_value("size").run()
+    assert shown(at) == "C_4"  # size 40, the largest
+    press(at, "skip")
+    assert shown(at) == "C_3"
+    at.sidebar.selectbox(key="cqc_sort").set_value("uncertainty").run()
+    assert shown(at) == "C_4"  # two judges that disagree
+
+
+def test_jump_and_deep_link(four: Path) -> None:
+    at = app(cluster="C_3")
+    assert shown(at) == "C_3"
+    press(at, "acceptable")
+    assert rows(four) == [("C_3", "alice", "Acceptable", "decide", None, None, "")]
+    assert shown(at) == "C_1"
+    at.sidebar.text_input(key="cqc_jump").input("C_4").run()
+    assert shown(at) == "C_4" and at.query_params["cluster"] == "C_4"
+    at.sidebar.text_input(key="cqc_jump").input("Nope_9").run()
+    assert any("No cluster with that id" in e.value for e in at.error)
+    assert "Nope_9" in texts(at) and shown(at) == "C_4"
+    assert not at.exception
+
+
+def test_reviews_wanted_and_holds(four: Path) -> None:
+    alice, bob = app("alice"), app("bob")
+    assert shown(alice) == "C_1" and shown(bob) == "C_2"  # C_1 is held for alice
+    press(alice, "accept")
+    bob.run()
+    assert shown(bob) == "C_2"
+    press(bob, "accept")
+    assert shown(bob) == "C_4"  # C_3 is now held for alice
+    # Two reviews wanted: bob may now take C_1, which alice has decided; alice never gets it again.
+    bob.sidebar.select_slider(key="cqc_wanted").set_value(2).run()
+    with Store(four) as store:
+        assert store.get_setting("reviews_wanted") == "2"
+    assert shown(bob) == "C_1"
+    press(bob, "accept")
+    assert [(r[0], r[1]) for r in rows(four)] == [("C_1", "alice"), ("C_2", "bob"), ("C_1", "bob")]
+    alice.run()
+    assert alice.sidebar.select_slider(key="cqc_wanted").value == 2
+    assert shown(alice) != "C_1"
+
+
+def test_captions_render_as_literal_text(db: Path) -> None:
+    with Store(db) as store:
+        store.import_clusters([Cluster("X_1", (Sample(XSS),) * 5, (Sample("plain"),) * 5)])
+        store.add_proposal(Proposal("X_1", "m<b>", "v1", None, XSS, raw=XSS, parse_error="no verdict"))
+    at = app()
+    no_errors(at)
+    assert f"1. {XSS}" in texts(at)
+    assert XSS in texts(at)  # the reason, as text
+    assert XSS in [c.value for c in at.main.code]  # the raw answer, as code
+    assert not any(XSS in m.value or "onerror" in m.value for m in at.main.markdown)
+
+
+def test_db_error_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "not-a-db.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    monkeypatch.setenv("CLUSTERQC_DB", str(bad))
+    at = app()
+    assert not at.exception
+    assert len(at.error) == 1 and "\n" not in at.error[0].value
+    assert "not-a-db.db" in at.error[0].value
+
+
+# --------------------------------------------------------------------------- two reviewers at once
+
+
+def _reviewer_process(db: str, name: str, n: int, out: Any) -> None:
+    """Run in a child process: one AppTest session accepting `n` clusters as fast as it can."""
+    import os
+
+    os.environ["CLUSTERQC_DB"] = db
+    os.environ["CLUSTERQC_DEMO"] = "0"
+    from streamlit.runtime.scriptrunner import script_runner
+
+    script_runner.PagesManager = _NavigationV2  # type: ignore[misc] - see navigation_v2
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["reviewer"] = name
+    at.run()
+    problems, done = [], []
+    for _ in range(n):
+        done.append(shown(at))
+        at.button(key="cqc_btn_accept").click().run()
+        problems += [str(e.value) for e in at.exception] + [e.value for e in at.error]
+    out.put((name, done, problems))
+
+
+def test_two_reviewers_at_once_lose_nothing(db: Path) -> None:
+    with Store(db) as store:
+        store.import_clusters([make_cluster(f"P_{i}") for i in range(40)])
+        for i in range(40):
+            propose(store, f"P_{i}", Verdict.ACCEPTABLE)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_reviewer_process, args=(str(db), name, 10, queue)) for name in ("ann", "ben")]
+    for p in procs:
+        p.start()
+    results = {name: (done, problems) for name, done, problems in (queue.get(timeout=120) for _ in procs)}
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert results["ann"][1] == [] and results["ben"][1] == []
+    decided = rows(db)
+    assert len(decided) == 20
+    for name in ("ann", "ben"):
+        assert [r[0] for r in decided if r[1] == name] == results[name][0]
+    assert len({r[0] for r in decided}) == 20  # one review wanted: nobody was handed a colleague's cluster
+
+
+# --------------------------------------------------------------------------- naming rules (no UI)
+
+
+def test_reviewer_naming_rules() -> None:
+    assert clean_name("  Ann\u200b \t Lee\n") == "Ann Lee"
+    assert clean_name("x" * 100) == "x" * 64
+    assert clean_name(None) == ""
+    plain = {"login_configured": False, "user": {}, "allowed": None}
+    assert resolve_reviewer(**plain, field_value="ann", url_value="bob") == Reviewer("ann", "field")
+    assert resolve_reviewer(**plain, field_value=" ", url_value="bob") == Reviewer("bob", "url")
+    assert resolve_reviewer(**plain).name is None
+    user = {"is_logged_in": True, "email": "Ann@Example.org", "name": "Ann"}
+    login = resolve_reviewer(login_configured=True, user=user, allowed=["ann@example.org"], field_value="mallory")
+    assert login == Reviewer("Ann@Example.org", "login")
+    assert resolve_reviewer(login_configured=True, user=user, allowed=["bob@example.org"]).name is None
+    assert resolve_reviewer(login_configured=True, user={"is_logged_in": False}, allowed=None).name is None
+
+
+def test_thumbnails_toggle_for_samples_with_images(db: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    png = tmp_path / "thumb.png"
+    Image.new("RGB", (4, 4), "red").save(png)
+    with Store(db) as store:
+        store.import_clusters([make_cluster("I_1", url=str(png)), make_cluster("I_2")])
+    at = app()
+    assert shown(at) == "I_1" and images(at) == 0
+    at.main.toggle(key="cqc_thumbs").set_value(True).run()
+    no_errors(at)
+    assert images(at) == 5  # the five closest samples carry the image path
+    press(at, "acceptable")
+    assert shown(at) == "I_2" and not [t for t in at.main.toggle if t.key == "cqc_thumbs"]
