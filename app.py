@@ -16,11 +16,11 @@ from clusterqc.ui import common
 st.set_page_config(page_title="clusterqc", page_icon="🔎", layout="wide")
 
 PAGES = [
-    st.Page("pages/review.py", title="Review", icon="📝", default=True),
-    st.Page("pages/propose.py", title="Propose", icon="🤖"),
-    st.Page("pages/agreement.py", title="Agreement", icon="📊"),
-    st.Page("pages/fewshot.py", title="Few-shot", icon="🎓"),
-    st.Page("pages/export.py", title="Export", icon="📦"),
+    st.Page("views/review.py", title="Review", icon="📝", default=True),
+    st.Page("views/propose.py", title="Propose", icon="🤖"),
+    st.Page("views/agreement.py", title="Agreement", icon="📊"),
+    st.Page("views/fewshot.py", title="Few-shot", icon="🎓"),
+    st.Page("views/export.py", title="Export", icon="📦"),
 ]
 
 page = st.navigation(PAGES)

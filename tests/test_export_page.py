@@ -16,19 +16,8 @@ from clusterqc.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGE = "pages/export.py"
+PAGE = "views/export.py"
 A, U = Verdict.ACCEPTABLE, Verdict.UNACCEPTABLE
-
-
-@pytest.fixture(autouse=True)
-def navigation_v2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run app.py on every rerun as a server does (see tests/test_review_app.py for why)."""
-    from streamlit.runtime.scriptrunner import script_runner
-
-    class _NavigationV2:
-        uses_pages_directory = False
-
-    monkeypatch.setattr(script_runner, "PagesManager", _NavigationV2)
 
 
 @pytest.fixture

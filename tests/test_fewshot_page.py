@@ -16,17 +16,6 @@ A, U = Verdict.ACCEPTABLE, Verdict.UNACCEPTABLE
 XSS = "<img src=x onerror=alert(1)> **bold**"
 
 
-@pytest.fixture(autouse=True)
-def navigation_v2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run app.py on every rerun, as a server does (see tests/test_review_app.py for why)."""
-    from streamlit.runtime.scriptrunner import script_runner
-
-    class _NavigationV2:
-        uses_pages_directory = False
-
-    monkeypatch.setattr(script_runner, "PagesManager", _NavigationV2)
-
-
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Eight clusters decided by ann: C_1-C_4 overridden to Unacceptable, C_5-C_8 accepted."""
@@ -50,7 +39,7 @@ def fewshot_page(reviewer: str = "ann") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["reviewer"] = reviewer
     at.run()
-    at.switch_page("pages/fewshot.py")
+    at.switch_page("views/fewshot.py")
     at.run()
     assert not at.exception, at.exception
     return at

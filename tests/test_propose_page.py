@@ -19,17 +19,6 @@ KEY = "sk-page-secret-1234567890abcdef"
 XSS = "<img src=x onerror=alert(1)> **bold**"
 
 
-@pytest.fixture(autouse=True)
-def navigation_v2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run app.py on every rerun, as a server does (see tests/test_review_app.py for why)."""
-    from streamlit.runtime.scriptrunner import script_runner
-
-    class _NavigationV2:
-        uses_pages_directory = False
-
-    monkeypatch.setattr(script_runner, "PagesManager", _NavigationV2)
-
-
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "page.db"
@@ -48,7 +37,7 @@ def propose_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["reviewer"] = "ann"
     at.run()
-    at.switch_page("pages/propose.py")
+    at.switch_page("views/propose.py")
     at.run()
     ok(at)
     return at

@@ -40,23 +40,6 @@ def propose(store: Store, cid: str, verdict: Verdict | None, judge: str = "offli
     )
 
 
-@pytest.fixture(autouse=True)
-def navigation_v2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run app.py on every AppTest rerun, as a real server does.
-
-    With a `pages/` folder beside app.py, AppTest resets Streamlit's multipage-v1 flag before
-    each run, so from the second run on it would run the page script without app.py (new
-    widget ids, no sidebar). A server clears that flag for good at the first `st.navigation`.
-    """
-    from streamlit.runtime.scriptrunner import script_runner
-
-    monkeypatch.setattr(script_runner, "PagesManager", _NavigationV2)
-
-
-class _NavigationV2:
-    uses_pages_directory = False
-
-
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty database file that app.py will open; no automatic demo import."""
@@ -437,9 +420,6 @@ def _reviewer_process(db: str, name: str, n: int, out: Any) -> None:
 
     os.environ["CLUSTERQC_DB"] = db
     os.environ["CLUSTERQC_DEMO"] = "0"
-    from streamlit.runtime.scriptrunner import script_runner
-
-    script_runner.PagesManager = _NavigationV2  # type: ignore[misc] - see navigation_v2
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["reviewer"] = name
     at.run()

@@ -1,1 +1,1 @@
-"""Streamlit helpers: the only Streamlit code outside app.py and pages/."""
+"""Streamlit helpers: the only Streamlit code outside app.py and views/."""

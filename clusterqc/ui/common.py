@@ -256,25 +256,11 @@ def render_sidebar(store: Store) -> AppContext:
     return ctx
 
 
-def sidebar_rendered_this_run() -> bool:
-    """Whether app.py's sidebar ran in this script run.
-
-    Why ask: with a `pages/` folder next to app.py, Streamlit's multipage-v1 shim runs a page
-    script *without* app.py on a server's first request for that page (and AppTest does so on
-    every rerun). Pages then render the sidebar themselves instead of trusting a stale context.
-    """
-    try:
-        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
-
-        ctx = get_script_run_ctx()
-        return ctx is not None and K_WANTED in ctx.shared.widget_user_keys_this_run
-    except (ImportError, AttributeError):  # internals moved: render again rather than go stale
-        return False
-
-
 def page_context(store: Store) -> AppContext:
-    """The sidebar's context for this run, rendering the sidebar if app.py did not."""
+    """The sidebar's context for this run.
+
+    app.py renders the sidebar before every page (st.navigation runs it first on each rerun),
+    so the context is fresh; a page script run on its own (a test) renders the sidebar itself.
+    """
     ctx = st.session_state.get(CONTEXT_KEY)
-    if ctx is not None and sidebar_rendered_this_run():
-        return ctx
-    return render_sidebar(store)
+    return ctx if ctx is not None else render_sidebar(store)

@@ -29,7 +29,7 @@ NOTE_KEY = "cqc_note"
 THUMBS_KEY = "cqc_thumbs"
 LINK_SEEN_KEY = "cqc_link_seen"
 LINK_SET_KEY = "cqc_link_set"
-EXPORT_PAGE = "pages/export.py"
+EXPORT_PAGE = "views/export.py"
 
 ACTION_LABELS: dict[str, str] = {
     "accept": "Accept",
