@@ -28,6 +28,7 @@ FILTER_LABELS: dict[str, str] = {
     "unparsed": "Unparsed proposals",
     "mine": "Reviewed by me",
     "all": "All clusters",
+    "recheck": "Second look (guidelines changed)",
 }
 SORT_LABELS: dict[str, str] = {
     "id": "Cluster id",

@@ -340,13 +340,12 @@ QUEUE_FILTERS: dict[str, str] = {
     "all": "1",
 }
 # Few-shot curation: clusters queued for a second look (guidelines changed), not decided since.
-# Not yet in QUEUE_FILTERS: the Review page asserts every filter has a label; register it there
-# together with its label (QUEUE_FILTERS["recheck"] = RECHECK_FILTER).
 RECHECK_FILTER = (
     "EXISTS (SELECT 1 FROM rechecks r WHERE r.cluster_id = c.id AND NOT EXISTS"
     " (SELECT 1 FROM decisions d WHERE d.cluster_id = c.id AND d.action = 'decide'"
     " AND d.created_at > r.queued_at))"
 )
+QUEUE_FILTERS["recheck"] = RECHECK_FILTER
 _UNCERTAINTY = (
     "((SELECT count(DISTINCT p.verdict) FROM proposals p WHERE p.cluster_id = c.id)"
     " + (SELECT count(*) > 0 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict IS NULL))"

@@ -139,3 +139,26 @@ def test_review_page_example_control(db: Path) -> None:
     ok(at.run())
     with Store(db) as store:
         assert store.examples() == []
+
+
+def test_review_page_embeds_the_example_control(db: Path) -> None:
+    """On the real Review page, a decided cluster opened by link can be marked as an example."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["reviewer"] = "ann"
+    at.query_params["cluster"] = "C_3"
+    ok(at.run())
+    assert at.text_area(key="cqc_fs_reason_C_3").value == "file names 3"
+    at.button(key="cqc_fs_mark_C_3").click()
+    ok(at.run())
+    with Store(db) as store:
+        assert [(e["cluster_id"], e["reason"]) for e in store.examples()] == [("C_3", "file names 3")]
+
+
+def test_second_look_queue_on_the_review_page(db: Path) -> None:
+    """After the guidelines change and old decisions are queued, the recheck filter serves them."""
+    with Store(db) as store:
+        fewshot.set_guideline(store, "Drop clusters of file names.")
+        fewshot.queue_stale(store)
+        assert store.queue_count("bob", "recheck") == 8
+        store.decide("C_1", "bob", U)
+        assert store.queue_count("bob", "recheck") == 7, "a new decision answers the second look"

@@ -7,6 +7,7 @@ import streamlit as st
 from clusterqc.review import ReviewSession, load_view
 from clusterqc.store import Store
 from clusterqc.ui import common
+from clusterqc.ui import fewshot as fewshot_ui
 from clusterqc.ui import review_view as rv
 
 
@@ -44,6 +45,7 @@ def review(store: Store, ctx: common.AppContext) -> None:
     rv.proposals(view, ctx.blind)
     st.subheader("Decision history")
     rv.history(view)
+    fewshot_ui.mark_control(store, view.cluster.id, ctx.reviewer.name)
 
 
 st.title("Review")
