@@ -7,13 +7,15 @@ traceback means a bug in clusterqc, not in the user's input.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from clusterqc.store import ENV_DB, Store
+from clusterqc.store import ENV_DB, Store, resolve_db_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,6 +81,626 @@ def stats(db: str | None) -> None:
 def _judges(db: str | None) -> list[tuple[str, str, int]]:
     with open_store(db) as store:
         return store.judges()
+
+
+@cli.command()
+@db_option
+@click.option(
+    "--out", "out", required=True, type=click.Path(dir_okay=False), help="Snapshot file to write."
+)
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+def backup(db: str | None, out: str, force: bool) -> None:
+    """Snapshot the database while the app keeps running (SQLite's online backup).
+
+    The snapshot is written next to OUT under a temporary name, checked with
+    `PRAGMA integrity_check`, and only then renamed onto OUT, so OUT is never half written
+    and an existing good backup is not lost to a failed one.
+    """
+    source = resolve_db_path(db)
+    target = Path(out)
+    if not source.is_file():
+        raise UserError(f"{source}: no such database")
+    if target.exists() and not force:
+        raise UserError(f"{target}: already exists (use --force to overwrite it)")
+    if target.resolve() == source.resolve():
+        raise UserError(f"{target}: is the database itself; choose another file")
+    if not target.parent.is_dir():
+        raise UserError(f"{target}: directory {target.parent} does not exist")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with open_store(db) as store:
+            store.backup(tmp)
+        with Store(tmp) as snapshot:
+            check = snapshot.integrity_check()
+        if check != "ok":
+            raise UserError(f"{target}: snapshot failed the integrity check ({check}); nothing written")
+        os.replace(tmp, target)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+    click.echo(f"backed up {source} to {target} ({target.stat().st_size:,} bytes)")
+
+
+# --------------------------------------------------------------------------- few-shot curation
+
+
+def _fewshot() -> Any:
+    """Imported on use: keeps `clusterqc --help` fast (scikit-learn loads slowly)."""
+    from clusterqc import fewshot
+
+    return fewshot
+
+
+def _curation_errors() -> tuple[type[BaseException], ...]:
+    from clusterqc.fewshot import FewShotError
+    from clusterqc.prompt import TemplateError
+
+    return (FewShotError, TemplateError)
+
+
+def _curation(fn: F) -> F:
+    """Few-shot commands: their FewShotError / TemplateError are user errors (one line, exit 1)."""
+
+    @functools.wraps(fn)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _curation_errors() as exc:
+            raise UserError(str(exc)) from exc
+
+    return inner  # type: ignore[return-value]
+
+
+def _default_reviewer() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.group()
+def fewshot() -> None:
+    """Few-shot examples from reviewed clusters: suggest, mark, guidelines."""
+
+
+@fewshot.command("suggest")
+@db_option
+@click.option("--k", "k", type=int, default=6, show_default=True, help="How many examples to suggest.")
+@_curation
+def fewshot_suggest(db: str | None, k: int) -> None:
+    """Suggest K examples: balanced across verdicts, overrides first, different kinds of clusters."""
+    with open_store(db) as store:
+        picks = _fewshot().suggest(store, k)
+    if not picks:
+        click.echo("no reviewed clusters with an agreed verdict yet: review some first")
+        return
+    click.echo(f"{'cluster':<16} {'verdict':<13} {'override':<9} {'marked':<7} reason")
+    for c in picks:
+        reason = _clip(c.reason, 60) if c.reason else "(none: mark it with --reason)"
+        click.echo(
+            f"{c.cluster_id:<16} {c.verdict.value:<13} {'yes' if c.overridden else 'no':<9}"
+            f" {'yes' if c.marked else 'no':<7} {reason}"
+        )
+    click.echo(f"\nclusterqc prompt create --name NAME --examples {','.join(c.cluster_id for c in picks)}")
+
+
+@fewshot.command("mark")
+@db_option
+@click.argument("cluster_id")
+@click.option("--reason", default=None, help="The example's reason (default: the one offered: the model's if accepted).")
+@click.option("--reviewer", envvar="CLUSTERQC_REVIEWER", default=None, help="Who marks it (default: $USER).")
+@click.option("--unmark", is_flag=True, help="Remove the cluster from the examples instead.")
+@_curation
+def fewshot_mark(db: str | None, cluster_id: str, reason: str | None, reviewer: str | None, unmark: bool) -> None:
+    """Mark a decided cluster as a few-shot example (or --unmark it)."""
+    fs = _fewshot()
+    with open_store(db) as store:
+        if unmark:
+            if not fs.unmark_example(store, cluster_id):
+                raise UserError(f"cluster {cluster_id} is not marked as an example")
+            click.echo(f"unmarked {cluster_id}")
+            return
+        reason = fs.offered_reason(store, cluster_id) if reason is None else reason
+        row = fs.mark_example(store, cluster_id, reason, reviewer or _default_reviewer())
+    click.echo(f"marked {row['cluster_id']} as an example ({row['verdict']}): {row['reason']}")
+
+
+@fewshot.command("guideline")
+@db_option
+@click.option("--set", "set_file", type=click.File("r", encoding="utf-8"), default=None,
+              help="Make this file's text the current guideline ('-' for stdin).")
+@click.option("--queue-stale", is_flag=True, help="Queue clusters decided under older guidelines for a second look.")
+@_curation
+def fewshot_guideline(db: str | None, set_file: Any, queue_stale: bool) -> None:
+    """Show or set the guideline decisions are recorded under; queue older ones for a recheck."""
+    fs = _fewshot()
+    with open_store(db) as store:
+        if set_file is not None:
+            click.echo(f"current guideline is now {fs.set_guideline(store, set_file.read())}")
+        if queue_stale:
+            n = fs.queue_stale(store)
+            click.echo(f"queued {n} cluster(s) for a second look")
+        version = fs.current_guideline(store)
+        click.echo(f"guideline:  {version or '(none set)'}")
+        click.echo(f"stale:      {len(fs.stale_labels(store))} label(s) decided under another guideline")
+        click.echo(f"rechecks:   {len(store.pending_rechecks())} cluster(s) waiting for a second look")
+
+
+@cli.group()
+def prompt() -> None:
+    """Prompt versions: create from examples, list, show, diff, activate."""
+
+
+@prompt.command("create")
+@db_option
+@click.option("--name", required=True, help="Name of the new version.")
+@click.option("--examples", "examples", required=True, help="Comma-separated cluster ids, e.g. Cluster_3,Cluster_9.")
+@click.option("--mode", type=click.Choice(["replace", "append"]), default="replace", show_default=True,
+              help="Replace the base's examples or add to them.")
+@click.option("--base", default=None, help="Base template: a stored prompt name/version or a file (default: the active one).")
+@click.option("--activate", "make_active", is_flag=True, help="Make the new version the active one.")
+@_curation
+def prompt_create(db: str | None, name: str, examples: str, mode: str, base: str | None, make_active: bool) -> None:
+    """Build a prompt version from a base template and reviewed clusters as examples."""
+    fs = _fewshot()
+    with open_store(db) as store:
+        row = fs.create_prompt(store, name, examples.split(","), mode=mode, base=base)
+        if make_active:
+            fs.activate(store, row["version"])
+    click.echo(f"created prompt {row['name']} ({row['version']}) with {len(row['examples'])} example(s)"
+               f"{', active' if make_active else ''}")
+
+
+@prompt.command("list")
+@db_option
+@_curation
+def prompt_list(db: str | None) -> None:
+    """Stored prompt versions; * marks the active one."""
+    with open_store(db) as store:
+        rows = _fewshot().list_prompts(store)
+    click.echo(f"  {'name':<20} {'version':<13} {'examples':>8}  parent")
+    for r in rows:
+        click.echo(f"{'*' if r['active'] else ' '} {r['name'] or '-':<20} {r['version']:<13} {r['examples']:>8}  {r['parent']}")
+
+
+@prompt.command("show")
+@db_option
+@click.argument("name")
+@click.option("--cluster", "cluster_id", default=None, help="Render the prompt for this cluster.")
+@_curation
+def prompt_show(db: str | None, name: str, cluster_id: str | None) -> None:
+    """Print a version's template, or the prompt it renders for --cluster."""
+    fs = _fewshot()
+    with open_store(db) as store:
+        text = fs.preview(store, name, cluster_id) if cluster_id else fs.get_prompt(store, name)["template"]
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+@prompt.command("diff")
+@db_option
+@click.argument("a")
+@click.argument("b")
+@_curation
+def prompt_diff(db: str | None, a: str, b: str) -> None:
+    """Unified diff of two versions' templates."""
+    with open_store(db) as store:
+        text = _fewshot().diff_prompts(store, a, b)
+    click.echo(text or "identical", nl=not text.endswith("\n"))
+
+
+@prompt.command("activate")
+@db_option
+@click.argument("name")
+@_curation
+def prompt_activate(db: str | None, name: str) -> None:
+    """Make a version the one proposals use."""
+    with open_store(db) as store:
+        row = _fewshot().activate(store, name)
+    click.echo(f"active prompt: {row['name'] or '-'} ({row['version']})")
+
+
+# --- import and cluster (issue 2)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, type=click.Path(dir_okay=True, path_type=str))
+@db_option
+@click.option("--dataset", default=None, help="Dataset name for clusters whose file does not name one.")
+@click.option("--replace", is_flag=True, help="Overwrite clusters whose id exists with different content.")
+@click.option("--demo", is_flag=True, help="Import the bundled demo clusters (data/demo_clusters.json).")
+def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace: bool, demo: bool) -> None:
+    """Import cluster files (luvdatacomp JSON, JSON, JSONL, CSV, Parquet): all of them or none.
+
+    Every file is read and checked before the database is touched; re-importing the same
+    file changes nothing.
+    """
+    from clusterqc.ingest import IngestError, demo_path, read_files, write_clusters
+
+    try:
+        targets = [*paths, *([str(demo_path())] if demo else [])]
+        if not targets:
+            raise UserError("give one or more cluster files, or --demo")
+        files = read_files(targets, dataset)
+        with open_store(db) as store:
+            result = write_clusters(store, files, replace=replace)
+    except (IngestError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from exc
+    click.echo(
+        f"imported {_plural(result.added, 'cluster')} from {_plural(len(files), 'file')}"
+        f" ({result.unchanged} unchanged, {result.replaced} replaced)"
+    )
+
+
+@cli.command("cluster")
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.option("--k", type=int, required=True, help="Number of clusters (k-means k).")
+@click.option("--id-col", default="uid", show_default=True, help="Column with the sample id.")
+@click.option("--text-col", default="caption", show_default=True, help="Column with the caption.")
+@click.option("--emb-col", default="embedding", show_default=True, help="Column with the embedding (list of floats).")
+@click.option("--out", "out_json", required=True, type=click.Path(dir_okay=False), help="Cluster file to write (luvdatacomp JSON).")
+@click.option(
+    "--assignments",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write sample id -> cluster (uid,data_points,cluster_label); .csv or .parquet.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="k-means seed (same seed, same clusters).")
+def cluster_cmd(
+    input_path: str, k: int, id_col: str, text_col: str, emb_col: str, out_json: str, assignments: str | None, seed: int
+) -> None:
+    """k-means (faiss) over per-sample embeddings in JSONL or Parquet -> a cluster file to import."""
+    from clusterqc.clustering import cluster_embeddings
+    from clusterqc.ingest import IngestError
+
+    try:
+        result = cluster_embeddings(input_path, k, id_col, text_col, emb_col, out_json, assignments, seed=seed)
+    except IngestError as exc:
+        raise UserError(str(exc)) from exc
+    sizes = [c["size"] for c in result.clusters.values()]
+    click.echo(
+        f"clustered {len(result.ids)} samples ({result.centroids.shape[1]}-d) into {len(sizes)} clusters"
+        f" (sizes {min(sizes)}-{max(sizes)}); wrote {out_json}" + (f" and {assignments}" if assignments else "")
+    )
+
+
+def _default_against(store: Any, target: dict[str, Any]) -> str:
+    """What a version is compared with by default: the active one, else its parent, else the seed."""
+    from clusterqc import fewshot as fs
+
+    active = fs.active_version(store)
+    if active != target["version"]:
+        return active
+    if target.get("parent") and store.get_prompt(target["parent"]) is not None:
+        return target["parent"]
+    return fs.ensure_seed(store)
+
+
+@cli.command("evaluate")
+@db_option
+@click.option("--prompt", "prompt_name", required=True, help="The prompt version to evaluate (name or hash).")
+@click.option("--against", "against", multiple=True,
+              help="Version(s) to compare with on the same clusters (default: the active one, else its parent).")
+@click.option("--judge", "judge_kind", type=click.Choice(["offline", "llm"]), default=None,
+              help="Who answers (default: llm when an endpoint is configured, else offline).")
+@click.option("--model", default=None, help="Model name (default: $CLUSTERQC_MODEL or gpt-4o-mini).")
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+              help="Name of the environment variable holding the API key (never the key itself).")
+@click.option("--timeout", type=float, default=None, help="Seconds per request.")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
+@click.option("--no-run", is_flag=True, help="Only score answers already stored; ask nothing.")
+@_curation
+def evaluate_cmd(
+    db: str | None, prompt_name: str, against: tuple[str, ...], judge_kind: str | None, model: str | None,
+    base_url: str | None, api_key_env: str, timeout: float | None, concurrency: int, no_run: bool,
+) -> None:
+    """Evaluate a prompt version on reviewed clusters outside its examples, next to other versions."""
+    from clusterqc import evaluate as ev
+    from clusterqc import fewshot as fs
+    from clusterqc.propose import make_judge
+    from clusterqc.settings import SettingsError, resolve_endpoint
+
+    try:
+        config = resolve_endpoint(model=model, base_url=base_url, api_key_env=api_key_env, timeout=timeout)
+    except SettingsError as exc:
+        raise UserError(str(exc)) from exc
+    kind = judge_kind or ("llm" if config.configured else "offline")
+    with open_store(db) as store:
+        target = fs.get_prompt(store, prompt_name)
+        others = list(against) or [_default_against(store, target)]
+        names = [target["version"]] + [fs.get_prompt(store, a)["version"] for a in others]
+        names = list(dict.fromkeys(names))
+        bar = _eval_progress() if not no_run else None
+        try:
+            result = ev.evaluate(
+                store, names, lambda t: make_judge(kind, config, t), run_missing=not no_run,
+                concurrency=concurrency, progress=bar,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    click.echo(ev.format_comparison(result))
+
+
+class _eval_progress:
+    """A one-line progress counter on stderr for the evaluation runs."""
+
+    def __init__(self) -> None:
+        self.shown = False
+        self.enabled = sys.stderr.isatty()  # no carriage-return noise in logs and pipes
+
+    def __call__(self, state: Any) -> None:
+        if not self.enabled:
+            return
+        click.echo(f"\r  asked {state.done}/{state.total} ({state.failed} failed)", nl=False, err=True)
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+
+
+# --- propose and import-proposals (issue 3)
+
+
+def _propose_errors() -> tuple[type[BaseException], ...]:
+    from clusterqc.fewshot import FewShotError
+    from clusterqc.prompt import TemplateError
+    from clusterqc.settings import SettingsError
+
+    return (SettingsError, TemplateError, FewShotError)
+
+
+@cli.command()
+@db_option
+@click.option("--judge", "judge_kind", type=click.Choice(["offline", "llm"]), default=None,
+              help="Who proposes (default: llm if an endpoint or key is configured, else offline).")
+@click.option("--model", default=None, help="Model name [env CLUSTERQC_MODEL; default gpt-4o-mini].")
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 [env OPENAI_BASE_URL].")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME",
+              help="Environment variable holding the API key (keys are never taken on the command line).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Requests in flight at once.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Propose for at most this many clusters.")
+@click.option("--prompt", "prompt_ref", default=None, metavar="FILE|NAME",
+              help="Prompt template file or stored prompt name/version (default: the active prompt).")
+@click.option("--dry-run", is_flag=True, help="Print the prompt for one cluster and a token estimate; call nothing.")
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None, help="Client-side requests-per-minute limit.")
+@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None, help="Client-side tokens-per-minute limit.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds per request attempt.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Cap on each answer's tokens.")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
+@click.option("--max-retries", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Retries on 429, 5xx, timeouts (the openai client's own, honouring Retry-After).")
+def propose(db: str | None, judge_kind: str | None, model: str | None, base_url: str | None, api_key_env: str,
+            concurrency: int, limit: int | None, prompt_ref: str | None, dry_run: bool, rpm: float | None,
+            tpm: float | None, timeout: float, max_tokens: int | None, temperature: float, max_retries: int) -> None:
+    """Propose a verdict for every cluster that has none yet from this judge and prompt.
+
+    Each answer is stored as it arrives: stop it at any time (Ctrl-C) and run again to finish.
+    """
+    from clusterqc.settings import resolve_endpoint
+
+    try:
+        config = resolve_endpoint(model=model, base_url=base_url, api_key_env=api_key_env, timeout=timeout,
+                                  max_tokens=max_tokens, temperature=temperature, max_retries=max_retries,
+                                  rpm=rpm, tpm=tpm)
+        kind = judge_kind or ("llm" if config.configured else "offline")
+        with open_store(db) as store:
+            judge = _make_cli_judge(store, kind, config, prompt_ref)
+            if dry_run:
+                _print_plan(store, judge, kind, config, limit)
+            else:
+                _run_propose(store, judge, kind, config, concurrency, limit)
+    except _propose_errors() as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _make_cli_judge(store: Store, kind: str, config: Any, prompt_ref: str | None) -> Any:
+    from clusterqc.propose import make_judge, resolve_template
+
+    if kind == "offline":
+        if prompt_ref:
+            click.echo("note: the offline judge uses no prompt; --prompt is ignored", err=True)
+        return make_judge("offline")
+    return make_judge("llm", config, resolve_template(store, prompt_ref))
+
+
+def _judge_line(judge: Any, kind: str, config: Any) -> str:
+    if kind == "offline":
+        return f"judge:    offline ({judge.prompt_version}; no network)"
+    name = judge.template.name or "custom"
+    return f"judge:    {config.describe()}\nprompt:   {name} ({judge.prompt_version})"
+
+
+def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | None) -> None:
+    from clusterqc.propose import plan_run
+
+    plan = plan_run(store, judge, limit)
+    click.echo(_judge_line(judge, kind, config))
+    click.echo(f"pending:  {_plural(plan.pending, 'cluster')}")
+    if kind == "llm" and not config.api_key:
+        click.echo("note:     no API key (see --api-key-env): fine for local servers, a 401 from OpenAI")
+    if plan.example_prompt is None:
+        click.echo("nothing would be called (dry run)" if kind == "offline" else "nothing to do")
+        return
+    click.echo(f"estimate: ~{plan.estimated_tokens:,} tokens for the whole run (about 4 characters a token)")
+    click.echo(f"--- prompt for {plan.example_cluster} (nothing was sent) ---")
+    click.echo(plan.example_prompt)
+
+
+def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: int, limit: int | None) -> None:
+    from tqdm import tqdm
+
+    from clusterqc.propose import run_batch
+
+    click.echo(_judge_line(judge, kind, config), err=True)
+    bar = tqdm(total=0, unit="cluster", disable=None, dynamic_ncols=True)
+
+    def progress(p: Any) -> None:
+        bar.total = p.total
+        bar.set_postfix(failed=p.failed, unparsed=p.unparsed, refresh=False)
+        bar.update(p.done - bar.n)
+
+    try:
+        result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)
+        sys.exit(130)
+    finally:
+        close = getattr(judge, "close", None)
+        if close is not None:
+            close()
+    bar.close()
+    p = result.progress
+    if p.total == 0:
+        click.echo(f"nothing to do: every cluster has a proposal from {result.judge} @ {result.prompt_version}")
+        return
+    tokens = f"; {p.prompt_tokens:,} prompt + {p.completion_tokens:,} answer tokens" if p.prompt_tokens else ""
+    click.echo(
+        f"proposed {p.proposed} of {_plural(p.total, 'cluster')} ({p.unparsed} unparsed, {p.failed} failed)"
+        f" with {result.judge} @ {result.prompt_version} in {result.elapsed_s:.1f} s{tokens}"
+    )
+    for cluster_id, error in result.errors[:5]:
+        click.echo(f"  failed {cluster_id}: {error}", err=True)
+    if len(result.errors) > 5:
+        click.echo(f"  ... and {len(result.errors) - 5} more (see the Propose page)", err=True)
+    if result.stopped:
+        raise UserError(f"stopped: {result.stopped} ({result.remaining} left; run again to finish)")
+
+
+@cli.command("import-proposals")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--judge", "judge_name", required=True, help="Judge name to store them under (e.g. the model that wrote them).")
+@db_option
+def import_proposals_cmd(path: str, judge_name: str, db: str | None) -> None:
+    """Import an earlier run: raw classifications JSON (cluster -> answer) or parsed CSV."""
+    from clusterqc.propose import ProposalImportError, import_proposals
+
+    try:
+        with open_store(db) as store:
+            summary = import_proposals(store, path, judge_name)
+    except (ProposalImportError, ValueError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    click.echo(
+        f"imported {summary.added} of {_plural(summary.read, 'proposal')} from {path} as judge {judge_name!r}"
+        f" ({summary.unparsed} unparsed, {summary.read - summary.added} already there)"
+    )
+
+
+# --- agreement and export (issue 5)
+
+
+def _existing_store(db: str | None) -> Store:
+    """Open a database that must already exist: exporting from a mistyped path is an error,
+    not an empty file created on the spot."""
+    path = resolve_db_path(db)
+    if not path.is_file():
+        raise UserError(f"{path}: no such database (pass --db or set {ENV_DB})")
+    return open_store(db)
+
+
+@cli.command("agreement")
+@db_option
+def agreement_cmd(db: str | None) -> None:
+    """How often each judge agrees with the reviewers, and the reviewers with each other."""
+    from clusterqc.metrics import agreement_report
+
+    with _existing_store(db) as store:
+        report = agreement_report(store)
+    if report.n_reviewed == 0:
+        click.echo("no reviewed clusters yet")
+        return
+    click.echo(f"reviewed clusters: {report.n_reviewed}")
+    for m in report.judges:
+        s, k = m.stats, m.stats.kappa
+        kappa = "n/a" if k.value is None else f"{k.value:.2f}"
+        if k.low is not None:
+            kappa += f" [{k.low:.2f}, {k.high:.2f}]"
+        rate = "n/a" if s.agreement is None else f"{s.agreement:.1%}"
+        pr = " ".join(
+            f"{name} {'n/a' if v is None else f'{v:.2f}'}" for name, v in (("precision", s.precision), ("recall", s.recall))
+        )
+        click.echo(
+            f"  {m.name}: {s.n} compared ({m.n_unparsed} unparsed of {m.n_reviewed} reviewed), agreement {rate},"
+            f" kappa {kappa}; Unacceptable {pr}" + (f" ({k.note})" if k.note else "")
+        )
+    ra = report.reviewers
+    alpha = "n/a" if ra.alpha is None else f"{ra.alpha:.2f}"
+    click.echo(f"between reviewers: {ra.n_clusters} clusters with 2+ reviews, Krippendorff's alpha {alpha}"
+               + (f" ({ra.alpha_note})" if ra.alpha_note else ""))
+    for row in ra.pairs.itertuples(index=False):
+        kappa = "n/a" if row.kappa is None or row.kappa != row.kappa else f"{row.kappa:.2f}"
+        click.echo(f"  {row.reviewer_a} / {row.reviewer_b}: {row.n} shared, kappa {kappa}")
+
+
+@cli.command("export")
+@db_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default=None,
+              help="Output format (default: from the --out extension).")
+@click.option("--include-unreviewed", is_flag=True,
+              help="Also export clusters only the model labelled (label_source=model_only).")
+def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bool) -> None:
+    """One row per cluster: the label, who decided it, and what the model said."""
+    from clusterqc.export import ExportError, export_labels
+
+    try:
+        with _existing_store(db) as store:
+            n = export_labels(store, out, fmt, include_unreviewed)
+    except (ExportError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    skipped = n["clusters"] - n["rows"]
+    click.echo(
+        f"wrote {n['rows']} rows to {out} ({n['format']}): {n['reviewed']} reviewed, {n['model_only']} model_only;"
+        f" {skipped} of {n['clusters']} clusters left out"
+        + (" (no parsed model verdict)" if include_unreviewed else " (not reviewed; add --include-unreviewed)")
+    )
+
+
+@cli.command("export-uids")
+@db_option
+@click.option("--assignments", required=True, type=click.Path(dir_okay=False),
+              help="uid -> cluster file (CSV or Parquet): columns uid and cluster_id, or uid and cluster_label n"
+                   " for clusters named Cluster_<n>.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .npy subset to write.")
+@click.option("--keep", multiple=True, type=click.Choice(["Acceptable", "Unacceptable"], case_sensitive=False),
+              default=("Acceptable",), show_default=True, help="Label(s) whose clusters are kept (repeatable).")
+@click.option("--include-unreviewed", is_flag=True,
+              help="Use the model's verdict for clusters nobody reviewed (else they are dropped).")
+def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool) -> None:
+    """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines)."""
+    from clusterqc.subset import SubsetError, build_subset, save_uids
+
+    try:
+        with _existing_store(db) as store:
+            result = build_subset(store, assignments, keep, include_unreviewed)
+        save_uids(result.uids, out)
+    except (SubsetError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    r = result
+    click.echo(
+        f"clusters: kept {r.kept_clusters}, dropped {r.dropped_clusters}"
+        f" ({r.unlabelled_clusters} without a label"
+        + (f", {r.unknown_clusters} not in the database" if r.unknown_clusters else "")
+        + ")"
+    )
+    click.echo(
+        f"samples:  kept {r.kept_samples:,} of {r.total_samples:,} ({r.kept_fraction:.1%} of the pool),"
+        f" dropped {r.total_samples - r.kept_samples:,}"
+    )
+    click.echo(f"wrote {out} ({r.kept_samples:,} uids, dtype u8,u8, sorted)")
+    if r.total_samples and r.unknown_clusters == r.kept_clusters + r.dropped_clusters:
+        click.echo("warning: no cluster in the assignments is in the database; check the ids", err=True)
 
 
 def main() -> None:
