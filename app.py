@@ -10,17 +10,17 @@ import streamlit as st
 
 from clusterqc.ui import common
 
-# Emoji, not ":material/...:" icons: the browser fetches a Material favicon from
-# fonts.gstatic.com, while an emoji becomes an inline SVG, so the app asks nothing of any
-# outside host (reviewers may work offline or behind a firewall).
-st.set_page_config(page_title="clusterqc", page_icon="🔎", layout="wide")
+# No page icons: ":material/...:" icons make the browser fetch a favicon from an outside font
+# host, and emoji show as empty boxes on servers without an emoji font. The app asks nothing of
+# any outside host (reviewers may work offline or behind a firewall).
+st.set_page_config(page_title="clusterqc", layout="wide")
 
 PAGES = [
-    st.Page("views/review.py", title="Review", icon="📝", default=True),
-    st.Page("views/propose.py", title="Propose", icon="🤖"),
-    st.Page("views/agreement.py", title="Agreement", icon="📊"),
-    st.Page("views/fewshot.py", title="Few-shot", icon="🎓"),
-    st.Page("views/export.py", title="Export", icon="📦"),
+    st.Page("views/review.py", title="Review", default=True),
+    st.Page("views/propose.py", title="Propose"),
+    st.Page("views/agreement.py", title="Agreement"),
+    st.Page("views/fewshot.py", title="Few-shot"),
+    st.Page("views/export.py", title="Export"),
 ]
 
 page = st.navigation(PAGES)

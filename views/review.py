@@ -39,10 +39,11 @@ def review(store: Store, ctx: common.AppContext) -> None:
         return
     rv.header(view)
     rv.action_bar(view, ctx)
-    st.subheader("Samples")
-    rv.samples(view)
+    # The proposal sits right under the keys that answer it; the samples follow.
     st.subheader("Proposals")
     rv.proposals(view, ctx.blind)
+    st.subheader("Samples")
+    rv.samples(view)
     st.subheader("Decision history")
     rv.history(view)
     fewshot_ui.mark_control(store, view.cluster.id, ctx.reviewer.name)

@@ -108,7 +108,7 @@ def action_bar(view: ClusterView, ctx: AppContext) -> None:
     columns = st.columns(len(actions))
     for column, action in zip(columns, actions):
         column.button(
-            ACTION_LABELS[action],
+            _action_label(action, view),
             key=f"cqc_btn_{action}",
             shortcut=ACTION_KEYS[action],
             help=ACTION_HELP[action],
@@ -119,6 +119,16 @@ def action_bar(view: ClusterView, ctx: AppContext) -> None:
             width="stretch",
         )
     st.text_input("Note (optional)", key=NOTE_KEY, placeholder="why, if it is not obvious", disabled=disabled)
+
+
+def _action_label(action: str, view: ClusterView) -> str:
+    """Accept and Override name the verdict they record, so a keystroke is never a guess."""
+    verdict = view.primary.verdict if view.primary is not None else None
+    if action == "accept" and verdict is not None:
+        return f"Accept: {verdict.value}"
+    if action == "override" and verdict is not None:
+        return f"Override: {verdict.other.value}"
+    return ACTION_LABELS[action]
 
 
 # --------------------------------------------------------------------------- one cluster
