@@ -23,13 +23,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from clusterqc.model import Cluster, Decision, Proposal, Sample, Stats, Verdict
+from clusterqc.model import Cluster, ClusterRecord, Decision, Proposal, Sample, Stats, Verdict
 
 DEFAULT_DB = "clusterqc.db"
 ENV_DB = "CLUSTERQC_DB"
@@ -37,6 +39,8 @@ BUSY_TIMEOUT_MS = 30_000
 WRITE_ATTEMPTS = 8
 HOLD_SECONDS = 300
 IMPORT_CACHE_KIB = -512_000  # negative: KiB, so at most 500 MiB of page cache while importing
+PAGE_SIZE = 16_384  # bytes, for new database files
+BULK_MIN_ROWS = 10_000  # an import at least this big (and >= the table) rebuilds indexes once
 MAX_PEEK_WANTED = 3  # peek_cluster: "needs review" means fewer than this many reviews
 
 migrations = Migrations("clusterqc")
@@ -54,7 +58,14 @@ def utcnow() -> str:
 
 def natural_key(cluster_id: str) -> str:
     """`Cluster_2` before `Cluster_10`: numbers zero-padded so text order is natural order."""
-    return re.sub(r"\d+", lambda m: m.group(0).zfill(12), cluster_id)
+    return _DIGITS.sub(_zero_pad, cluster_id)
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _zero_pad(match: re.Match[str]) -> str:
+    return match.group().zfill(12)
 
 
 class ConflictError(ValueError):
@@ -81,7 +92,12 @@ class ImportResult:
 
 @migrations()
 def m001_initial(db: sqlite_utils.Database) -> None:
-    """The first schema: clusters, prompts, proposals, failures, decisions, labels, holds."""
+    """The first schema: clusters, prompts, proposals, failures, decisions, labels, holds.
+
+    `clusters.closest` / `furthest` are the sample lists as JSON and the only copy of the
+    captions: search reads them through json_each (see `_SEARCH`), since a second, joined copy
+    for search made the database 45% bigger and imports 25% slower.
+    """
     db.execute(
         """CREATE TABLE clusters (
             id TEXT PRIMARY KEY,
@@ -89,7 +105,6 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             dataset TEXT,
             closest TEXT NOT NULL,
             furthest TEXT NOT NULL,
-            text TEXT NOT NULL,
             size INTEGER,
             source TEXT,
             content_hash TEXT NOT NULL,
@@ -280,20 +295,32 @@ def _decision_from_row(row: sqlite3.Row) -> Decision:
 # One encoder for every row: json.dumps builds a new one per call, which dominated imports.
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _quote = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for a str
+_text = attrgetter("text")
+_STR = repeat(str)  # map(isinstance, items, _STR): a type check per item at C speed
+
+# The columns an import writes, in the order `_cluster_values` gives them.
+_ROW_COLUMNS = ("id", "nkey", "dataset", "closest", "furthest", "size", "source", "content_hash", "imported_at")
+_HASH_AT = _ROW_COLUMNS.index("content_hash")
 
 
-def _samples_json(samples: tuple[Sample, ...]) -> str:
+def _samples_json(samples: Sequence[str | Sample]) -> str:
     """Same text as json.dumps([s.to_json() ...], ensure_ascii=False), 10x cheaper.
 
-    Bare captions (the luvdatacomp case) are quoted with the json module's own C string encoder
-    and joined with its default separator; anything else goes through the full encoder.
+    Bare captions (the luvdatacomp case; an importer's `ClusterRecord` keeps them as plain
+    strings) are quoted with the json module's own C string encoder and joined with its default
+    separator; anything else goes through the full encoder.
     """
+    if all(map(isinstance, samples, _STR)):
+        return "[" + ", ".join(map(_quote, samples)) + "]"
+    if any(map(isinstance, samples, _STR)):  # a record mixing bare captions and Samples
+        samples = [s if isinstance(s, Sample) else Sample(s) for s in samples]
     if all(s.uid is None and s.url is None for s in samples):
-        return "[" + ", ".join([_quote(s.text) for s in samples]) + "]"
+        return "[" + ", ".join(map(_quote, map(_text, samples))) + "]"
     return _ENCODE([s.to_json() for s in samples])
 
 
-def _cluster_row(cluster: Cluster, source: str | None, now: str) -> dict[str, Any]:
+def _cluster_values(cluster: Cluster | ClusterRecord, source: str | None, now: str) -> tuple[Any, ...]:
+    """One import row in `_ROW_COLUMNS` order: a tuple binds faster than a dict of names."""
     closest = _samples_json(cluster.closest)
     furthest = _samples_json(cluster.furthest)
     # Byte for byte the payload Cluster.content_hash() hashes (sort_keys order: closest, dataset,
@@ -303,18 +330,48 @@ def _cluster_row(cluster: Cluster, source: str | None, now: str) -> dict[str, An
         f'{{"closest": {closest}, "dataset": {"null" if cluster.dataset is None else _quote(cluster.dataset)}, '
         f'"furthest": {furthest}, "size": {"null" if cluster.size is None else int(cluster.size)}}}'
     )
-    return {
-        "id": cluster.id,
-        "nkey": natural_key(cluster.id),
-        "dataset": cluster.dataset,
-        "closest": closest,
-        "furthest": furthest,
-        "text": "\n".join([s.text for s in cluster.closest] + [s.text for s in cluster.furthest]),
-        "size": cluster.size,
-        "source": source,
-        "content_hash": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
-        "imported_at": now,
-    }
+    return (
+        cluster.id,
+        natural_key(cluster.id),
+        cluster.dataset,
+        closest,
+        furthest,
+        cluster.size,
+        source,
+        hashlib.sha256(payload.encode("utf-8")).hexdigest(),
+        now,
+    )
+
+
+def _cluster_row(cluster: Cluster | ClusterRecord, source: str | None, now: str) -> dict[str, Any]:
+    """The row an import writes, by column name."""
+    return dict(zip(_ROW_COLUMNS, _cluster_values(cluster, source, now)))
+
+
+# Every caption of cluster `c` as rows of `t`, closest first (a stored sample is a JSON string,
+# or an object with "text" when it has a uid or url). Search and few-shot read captions here:
+# the JSON columns are their only copy.
+_SAMPLE_TEXTS = " UNION ALL ".join(
+    f"SELECT CASE j.type WHEN 'text' THEN j.value ELSE j.value ->> '$.text' END AS t FROM json_each(c.{col}) j"
+    for col in ("closest", "furthest")
+)
+# All captions of `c`, one per line (json_each walks each array in order; closest first).
+CLUSTER_TEXT_SQL = f"(SELECT group_concat(t, char(10)) FROM ({_SAMPLE_TEXTS}))"
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')  # what json.dumps(ensure_ascii=False) escapes
+
+
+def _search_sql(search: str) -> str:
+    """WHERE fragment: some caption of `c` contains :search (a LIKE pattern, so ASCII case-insensitive).
+
+    The exact test walks the samples with json_each; before it, a plain LIKE over the raw JSON
+    columns throws out most clusters at text-scan speed. That prefilter never drops a match when
+    the search holds nothing JSON escapes (a caption's match then appears verbatim in the JSON);
+    otherwise it is left out.
+    """
+    exact = f" AND EXISTS (SELECT 1 FROM ({_SAMPLE_TEXTS}) WHERE t LIKE :search ESCAPE '\\')"
+    if _JSON_ESCAPED.search(search):
+        return exact
+    return " AND (c.closest LIKE :search ESCAPE '\\' OR c.furthest LIKE :search ESCAPE '\\')" + exact
 
 
 # The queue filters the Review page offers. Each maps to a WHERE fragment over `clusters c`;
@@ -369,6 +426,9 @@ class Store:
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.conn.execute("PRAGMA synchronous = NORMAL")
+        # Only takes effect when this creates the file (before WAL is on); an existing database
+        # keeps its page size. 16 KiB pages halve the pages an import writes (rows are ~0.8 KiB).
+        self.conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         self._retry(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
         self.db = sqlite_utils.Database(self.conn)
         self._retry(lambda: migrations.apply(self.db))
@@ -436,7 +496,7 @@ class Store:
 
     def import_clusters(
         self,
-        clusters: Iterable[Cluster],
+        clusters: Iterable[Cluster | ClusterRecord],
         source: str | None = None,
         replace: bool = False,
         sources: dict[str, str] | None = None,
@@ -447,33 +507,60 @@ class Store:
         when several files are imported together; `source` is the fallback.
         """
         now = utcnow()
-        rows = [_cluster_row(c, sources.get(c.id, source) if sources else source, now) for c in clusters]
+        rows = [_cluster_values(c, sources.get(c.id, source) if sources else source, now) for c in clusters]
         if not rows:
             return ImportResult(0, 0, 0)
 
         def write(conn: sqlite3.Connection) -> ImportResult:
-            existing = self._existing_hashes(conn, [r["id"] for r in rows])
-            new = [r for r in rows if r["id"] not in existing]
-            changed = [r for r in rows if r["id"] in existing and existing[r["id"]] != r["content_hash"]]
+            before = conn.execute("SELECT count(*) FROM clusters").fetchone()[0]
+            existing = self._existing_hashes(conn, [r[0] for r in rows]) if before else {}
+            new = [r for r in rows if r[0] not in existing]
+            changed = [r for r in rows if r[0] in existing and existing[r[0]] != r[_HASH_AT]]
             if changed and not replace:
-                raise ConflictError([r["id"] for r in changed])
-            cols = list(rows[0])
+                raise ConflictError([r[0] for r in changed])
             # A big page cache for this transaction: the B-tree inserts of 100,000 rows otherwise
             # spill and re-read pages (3x slower). Restored below; per connection only.
             cache = conn.execute("PRAGMA cache_size").fetchone()[0]
             conn.execute(f"PRAGMA cache_size = {IMPORT_CACHE_KIB}")
-            insert = f"INSERT INTO clusters ({', '.join(cols)}) VALUES ({', '.join(':' + k for k in cols)})"
-            conn.executemany(insert, new)
-            update_cols = [k for k in cols if k not in ("id", "imported_at")]
-            update = (
-                f"UPDATE clusters SET {', '.join(f'{k} = :{k}' for k in update_cols)}, "
-                "imported_at = :imported_at WHERE id = :id"
-            )
-            conn.executemany(update, changed)
-            conn.execute(f"PRAGMA cache_size = {int(cache)}")
+            try:
+                self._insert_clusters(conn, new, bulk=len(new) >= max(BULK_MIN_ROWS, before))
+                update_cols = _ROW_COLUMNS[1:]
+                conn.executemany(
+                    f"UPDATE clusters SET {', '.join(f'{k} = ?' for k in update_cols)} WHERE id = ?",
+                    [r[1:] + r[:1] for r in changed],
+                )
+            finally:
+                conn.execute(f"PRAGMA cache_size = {int(cache)}")
             return ImportResult(len(new), len(rows) - len(new) - len(changed), len(changed))
 
         return self._write(write)
+
+    @staticmethod
+    def _insert_clusters(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], bulk: bool) -> None:
+        """Insert rows in `_ROW_COLUMNS` order; a bulk load builds the secondary indexes once after.
+
+        Building an index by sorting all keys once costs a fraction of 100,000 random B-tree
+        inserts into each of the five (bench/RESULTS.md). Indexes are dropped and re-created
+        from their own SQL inside the caller's transaction, so whichever migration added them,
+        they are all back on commit, and a failed import rolls back to them untouched. Small
+        imports into a big table insert normally (re-sorting it all would cost more).
+        """
+        indexes = (
+            conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'clusters'"
+                " AND sql IS NOT NULL ORDER BY name"
+            ).fetchall()
+            if bulk
+            else []
+        )
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        conn.executemany(
+            f"INSERT INTO clusters ({', '.join(_ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in _ROW_COLUMNS)})",
+            rows,
+        )
+        for _, sql in indexes:
+            conn.execute(sql)
 
     @staticmethod
     def _existing_hashes(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
@@ -928,7 +1015,7 @@ class Store:
         where = QUEUE_FILTERS[filter]
         params: dict[str, Any] = {"me": reviewer, "now": time.time(), "wanted": wanted}
         if search.strip():
-            where += " AND c.text LIKE :search ESCAPE '\\'"
+            where += _search_sql(search.strip())
             escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params["search"] = f"%{escaped}%"
         if exclude:
@@ -978,7 +1065,7 @@ class Store:
         rows = self._all(
             "SELECT l.cluster_id, l.verdict, l.decision_id, l.agrees, l.note, l.reviewer,"
             " d.proposal_id, d.guideline, p.verdict AS model_verdict, p.reason AS model_reason,"
-            " c.text, e.reason AS example_reason,"
+            f" {CLUSTER_TEXT_SQL} AS text, e.reason AS example_reason,"
             " (SELECT count(DISTINCT x.verdict) FROM labels x WHERE x.cluster_id = l.cluster_id) AS n_verdicts,"
             " EXISTS (SELECT 1 FROM labels x WHERE x.cluster_id = l.cluster_id AND x.agrees = 0) AS overridden"
             " FROM labels l JOIN decisions d ON d.id = l.decision_id JOIN clusters c ON c.id = l.cluster_id"
@@ -1110,27 +1197,52 @@ class Store:
         """
         cur = self.conn.cursor()
         cur.row_factory = None  # plain tuples: 100,000 rows straight into a DataFrame
-        # One GROUP BY per table (each walks its (cluster_id, ...) index in order); bare
-        # columns next to max() come from the row holding the max, as SQLite documents:
-        # the latest standing label, and the preferred-then-latest parsed proposal.
-        cur.execute(
-            "WITH lab AS (SELECT cluster_id, verdict, decided_at, max(decision_id) AS last_id,"
-            " json_group_array(reviewer) AS reviewers, count(*) AS n_reviews,"
-            " group_concat(note, char(10)) FILTER (WHERE note != '') AS notes FROM labels GROUP BY cluster_id),"
-            " prop AS (SELECT cluster_id, verdict, reason, judge, prompt_version,"
-            " max(coalesce(prompt_version = :pv, 0) * 1099511627776 + id) AS rank_key"
-            " FROM proposals WHERE verdict IS NOT NULL GROUP BY cluster_id)"
-            " SELECT c.id, coalesce(lab.verdict, prop.verdict),"
-            " CASE WHEN lab.verdict IS NOT NULL THEN 'reviewed' ELSE 'model_only' END,"
-            " coalesce(lab.reviewers, '[]'), coalesce(lab.n_reviews, 0), lab.decided_at,"
-            " prop.verdict, prop.reason, prop.judge, prop.prompt_version,"
-            " CASE WHEN lab.verdict IS NULL OR prop.verdict IS NULL THEN NULL ELSE lab.verdict = prop.verdict END,"
-            " coalesce(lab.notes, '')"
-            " FROM clusters c LEFT JOIN lab ON lab.cluster_id = c.id LEFT JOIN prop ON prop.cluster_id = c.id"
-            " WHERE lab.verdict IS NOT NULL OR (:unrev AND prop.verdict IS NOT NULL) ORDER BY c.nkey",
-            {"pv": prefer_version, "unrev": int(include_unreviewed)},
-        )
+        cur.execute(self._EXPORT_WITH + " SELECT " + self._EXPORT_SELECT + self._EXPORT_FROM,
+                    {"pv": prefer_version, "unrev": int(include_unreviewed)})
         return cur.fetchall()
+
+    def export_json_lines(self, include_unreviewed: bool = False, prefer_version: str | None = None) -> list[str]:
+        """The `export_rows` rows as JSON object texts (keys `EXPORT_COLUMNS`), built by SQLite.
+
+        For the JSONL export (and a pyarrow JSON parse for CSV / Parquet): SQLite's C JSON
+        encoder writes the lines, so no Python object is made per value.
+        """
+        pairs = ", ".join(f"'{name}', {expr}" for name, expr in zip(self.EXPORT_COLUMNS, self._EXPORT_JSON_VALUES))
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        cur.execute(self._EXPORT_WITH + f" SELECT json_object({pairs})" + self._EXPORT_FROM,
+                    {"pv": prefer_version, "unrev": int(include_unreviewed)})
+        return [row[0] for row in cur.fetchall()]
+
+    # One GROUP BY per table (each walks its (cluster_id, ...) index in order); bare
+    # columns next to max() come from the row holding the max, as SQLite documents:
+    # the latest standing label, and the preferred-then-latest parsed proposal.
+    _EXPORT_WITH = (
+        "WITH lab AS (SELECT cluster_id, verdict, decided_at, max(decision_id) AS last_id,"
+        " json_group_array(reviewer) AS reviewers, count(*) AS n_reviews,"
+        " group_concat(note, char(10)) FILTER (WHERE note != '') AS notes FROM labels GROUP BY cluster_id),"
+        " prop AS (SELECT cluster_id, verdict, reason, judge, prompt_version,"
+        " max(coalesce(prompt_version = :pv, 0) * 1099511627776 + id) AS rank_key"
+        " FROM proposals WHERE verdict IS NOT NULL GROUP BY cluster_id)"
+    )
+    _EXPORT_VALUES = (
+        "c.id", "coalesce(lab.verdict, prop.verdict)",
+        "CASE WHEN lab.verdict IS NOT NULL THEN 'reviewed' ELSE 'model_only' END",
+        "coalesce(lab.reviewers, '[]')", "coalesce(lab.n_reviews, 0)", "lab.decided_at",
+        "prop.verdict", "prop.reason", "prop.judge", "prop.prompt_version",
+        "CASE WHEN lab.verdict IS NULL OR prop.verdict IS NULL THEN NULL ELSE lab.verdict = prop.verdict END",
+        "coalesce(lab.notes, '')",
+    )
+    _EXPORT_SELECT = ", ".join(_EXPORT_VALUES)
+    # As JSON: reviewers stay an array (json()), agrees a JSON boolean.
+    _EXPORT_JSON_VALUES = tuple(
+        f"json({v})" if n == "reviewers" else f"CASE {v} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END"
+        if n == "agrees" else v for n, v in zip(EXPORT_COLUMNS, _EXPORT_VALUES)
+    )
+    _EXPORT_FROM = (
+        " FROM clusters c LEFT JOIN lab ON lab.cluster_id = c.id LEFT JOIN prop ON prop.cluster_id = c.id"
+        " WHERE lab.verdict IS NOT NULL OR (:unrev AND prop.verdict IS NOT NULL) ORDER BY c.nkey"
+    )
 
     # --- review (the Review page: read-only peek, holds on jumped-to clusters)
 
