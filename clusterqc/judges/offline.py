@@ -24,6 +24,7 @@ import re
 import statistics
 import time
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 
 import ftfy.badness
@@ -37,6 +38,8 @@ UNUSABLE_TIP = 0.4
 DUPLICATE_TIP = 0.6
 EXPLICIT_TIP = 2
 DUPLICATE_RATIO = 0.9
+FUZZY_DISTINCT = 64  # distinct captions compared pairwise with difflib
+FUZZY_CHARS = 512  # characters of each caption that difflib looks at
 LOW_DIVERSITY = 0.4
 DIVERSITY_WEIGHT = 0.6
 TERSE_MEDIAN_WORDS = 2
@@ -179,20 +182,26 @@ class ClusterFeatures:
 
 
 def _duplicate_groups(texts: list[str]) -> list[int]:
-    """For each text, the index of the first text in its near-duplicate group (itself if alone)."""
+    """For each text, the index of the first text in its near-duplicate group (itself if alone).
+
+    Exact duplicates (after normalising) are grouped by hashing, in linear time. The fuzzy
+    difflib pass then compares only the first `FUZZY_DISTINCT` distinct texts, each cut to
+    `FUZZY_CHARS` characters: a real cluster shows 10 samples, and a hostile one of 10,000
+    samples or 1 MB captions must still be judged in milliseconds, not hours.
+    """
     norms = [_normalise(t) for t in texts]
-    parent = list(range(len(texts)))
+    first_of: dict[str, int] = {}
+    parent = [first_of.setdefault(n, i) if n else i for i, n in enumerate(norms)]
+    reps = [i for i, n in enumerate(norms) if n and parent[i] == i][:FUZZY_DISTINCT]
 
     def root(i: int) -> int:
         while parent[i] != i:
             i = parent[i]
         return i
 
-    for i in range(len(norms)):
-        for j in range(i + 1, len(norms)):
-            if root(i) == root(j):
-                continue
-            if norms[i] and (norms[i] == norms[j] or _similar(norms[i], norms[j])):
+    for x, i in enumerate(reps):
+        for j in reps[x + 1 :]:
+            if root(i) != root(j) and _similar(norms[i][:FUZZY_CHARS], norms[j][:FUZZY_CHARS]):
                 parent[max(root(i), root(j))] = min(root(i), root(j))
     return [root(i) for i in range(len(texts))]
 
@@ -207,6 +216,7 @@ def _similar(a: str, b: str) -> bool:
 
 def _sample_features(texts: list[str]) -> tuple[SampleFeatures, ...]:
     groups = _duplicate_groups(texts)
+    group_sizes = Counter(groups)
     out = []
     for i, text in enumerate(texts):
         first = groups[i]
@@ -221,7 +231,7 @@ def _sample_features(texts: list[str]) -> tuple[SampleFeatures, ...]:
                 html_entities=bool(_HTML_ENTITY.search(text)),
                 explicit=explicit_terms(text),
                 duplicate_of=first + 1 if first != i else None,
-                has_duplicates=first == i and groups.count(i) > 1,
+                has_duplicates=first == i and group_sizes[i] > 1,
             )
         )
     return tuple(out)
