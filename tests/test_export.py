@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from clusterqc.cli import cli
-from clusterqc.export import export_frame, neutralise_formulas, to_bytes
+from clusterqc.export import export_frame, export_labels, neutralise_formulas, to_bytes
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 
@@ -171,3 +171,24 @@ def test_cli_export_errors_are_one_line_and_write_nothing(tmp_path: Path) -> Non
     res = runner.invoke(cli, ["export", "--db", str(tmp_path / "typo.db"), "--out", str(tmp_path / "l.csv")])
     assert res.exit_code == 1 and "typo.db: no such database" in res.output
     assert not (tmp_path / "typo.db").exists() and not (tmp_path / "l.csv").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+@pytest.mark.parametrize("include_unreviewed", [False, True])
+def test_file_export_matches_the_page_download(tmp_path: Path, fmt: str, include_unreviewed: bool) -> None:
+    """The CLI's files come from SQLite's JSON lines, the page's downloads from the DataFrame: same data."""
+    store = build(tmp_path / "e.db")
+    store.decide("C_1", "bob", Verdict.ACCEPTABLE, note='=SUM(A1) "x"\u2029\\ tab\tend')
+    out = tmp_path / f"labels.{fmt}"
+    counts = export_labels(store, out, fmt, include_unreviewed)
+    page = to_bytes(export_frame(store, include_unreviewed), fmt)
+    data = out.read_bytes()
+    if fmt == "csv":
+        assert data == page
+    elif fmt == "jsonl":
+        assert b"\xe2\x80\xa9" not in data  # U+2029 escaped, as in the page's JSONL
+        assert [json.loads(line) for line in data.splitlines()] == [json.loads(line) for line in page.splitlines()]
+    else:
+        assert pq.read_table(io.BytesIO(data)).to_pylist() == pq.read_table(io.BytesIO(page)).to_pylist()
+    df = export_frame(store, include_unreviewed)
+    assert counts["rows"] == len(df) and counts["reviewed"] == int((df["label_source"] == "reviewed").sum())

@@ -14,7 +14,15 @@ from click.testing import CliRunner
 from clusterqc.cli import cli
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
-from clusterqc.subset import SubsetError, build_subset, keys_to_pairs, reference_pairs, uid_keys, uids_to_pairs
+from clusterqc.subset import (
+    SubsetError,
+    build_subset,
+    keys_to_pairs,
+    reference_pairs,
+    sort_keys,
+    uid_keys,
+    uids_to_pairs,
+)
 
 A, U = Verdict.ACCEPTABLE, Verdict.UNACCEPTABLE
 N_CLUSTERS = 8
@@ -163,3 +171,15 @@ def test_keys_sort_like_the_integer_pairs() -> None:
             "0000000000000000ffffffffffffffff", "00000000000000000000000000000001", "0" * 32]
     keys = np.sort(uid_keys(pa.array(uids)))
     assert np.array_equal(keys_to_pairs(keys), np.sort(reference_pairs(uids)))
+
+
+@pytest.mark.parametrize("shared_bytes", [0, 5, 7, 8, 16])
+def test_sort_keys_orders_prefix_ties_and_duplicates(shared_bytes: int) -> None:
+    """The uint64 prefix sort must fall back to full byte order where prefixes tie."""
+    rng = np.random.default_rng(shared_bytes)
+    raw = rng.integers(0, 256, size=(4000, 16), dtype=np.uint8)
+    raw[:, :shared_bytes] = 9  # every key shares this many leading bytes
+    raw[::13] = raw[1::13][: len(raw[::13])]  # exact duplicates
+    uids = [bytes(r).hex() for r in raw]
+    chunks = [uid_keys(pa.array(uids[i : i + 700])) for i in range(0, len(uids), 700)]
+    assert np.array_equal(sort_keys(chunks), np.sort(reference_pairs(uids)))
