@@ -316,13 +316,17 @@ def _make_handler(server: StandIn) -> type[BaseHTTPRequestHandler]:
                     self.wfile.flush()
                     self.close_connection = True
                     return
+                # Recorded before the last write: the client may read the reply and look at
+                # the record before this thread runs again. Undone below if it never arrives.
+                seen.status, seen.finished_at = reply.status, time.monotonic()
                 self.wfile.write(payload)
                 self.wfile.flush()
-                seen.status = reply.status
             except (BrokenPipeError, ConnectionResetError):
+                seen.status = None
                 self.close_connection = True  # the client gave up (timeout): nothing was delivered
             finally:
-                seen.finished_at = time.monotonic()
+                if seen.finished_at is None:
+                    seen.finished_at = time.monotonic()
 
     return Handler
 
