@@ -8,28 +8,18 @@ checks that nothing of it renders, no script runs and no request leaves for anot
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
+from browser import guarded_page, require_chromium, running_app, wait_idle
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 
 pytestmark = pytest.mark.e2e
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-from test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _wait_healthy, _wait_idle, free_port  # noqa: E402
-
-if not Path(CHROMIUM).exists():  # pragma: no cover - .ci/run installs it
-    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+playwright_api = require_chromium()
 
 OUTSIDE = "198.51.100.7"  # TEST-NET-2: a request for it would be a leak, and never resolves
 REASON = (f"<img src=x onerror=alert('reason')> ![tracker](http://{OUTSIDE}/r.png) "
@@ -53,45 +43,17 @@ def seed(db: Path) -> None:
 def app(tmp_path: Path) -> Iterator[str]:
     db = tmp_path / "hostile.db"
     seed(db)
-    port = free_port()
-    env = {**os.environ, "CLUSTERQC_DB": str(db), "CLUSTERQC_DEMO": "0"}
-    streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent)) or "streamlit"
-    log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [streamlit, "run", "app.py", "--server.port", str(port), "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(base, proc, log_path)
-            yield base
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with running_app(db, tmp_path / "server.log") as base:
+        yield base
 
 
 def test_reasons_raw_answers_and_notes_render_as_literal_text(app: str) -> None:
-    outside: list[str] = []
-    dialogs: list[str] = []
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-
-        def guard(route: Any) -> None:
-            host = urlparse(route.request.url).hostname
-            if route.request.url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
-
-        page.route("**/*", guard)
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    with guarded_page(playwright_api) as guarded:
+        page = guarded.page
         page.goto(f"{app}/?reviewer=checker&cluster=H_1")
         page.locator("code", has_text=re.compile(r"^H_1$")).first.wait_for(timeout=30_000)
         page.get_by_text(REASON, exact=True).first.wait_for(timeout=30_000)
-        _wait_idle(page)
+        wait_idle(page)
 
         # Every hostile string is on the page as the literal characters ...
         assert page.get_by_text(REASON, exact=True).count() >= 2  # both proposals' reasons
@@ -106,6 +68,5 @@ def test_reasons_raw_answers_and_notes_render_as_literal_text(app: str) -> None:
         assert page.locator("u", has_text="under").count() == 0
         page.mouse.move(200, 200)
         page.wait_for_timeout(500)  # give any injected handler its chance to fire
-        browser.close()
-    assert dialogs == [], dialogs
-    assert outside == [], outside
+    assert guarded.dialogs == [], guarded.dialogs
+    assert guarded.outside == [], guarded.outside

@@ -93,7 +93,7 @@ def test_evaluation_against_the_curators_over_http(curated, standin):
     picks = fewshot.suggest(store, 2)
     assert {(c.verdict, c.overridden) for c in picks} == {(U, True), (A, False)}
     fewshot.mark_example(store, "F0", "Camera file names only; nothing describes the image.", "ann")
-    row = fewshot.create_prompt(store, "v2", ["F0", "G0"])
+    fewshot.create_prompt(store, "v2", ["F0", "G0"])
     standin.reset()
     standin.answer = _few_shot_model
 

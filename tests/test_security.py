@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -27,6 +25,7 @@ from clusterqc.model import Verdict
 from clusterqc.propose import run_batch
 from clusterqc.settings import resolve_endpoint
 from clusterqc.store import Store
+from browser import running_app
 from conftest import cluster_in_prompt, marked_clusters
 from openai_standin import Reply, SeenRequest, StandIn
 
@@ -157,12 +156,6 @@ def test_config_binds_localhost_with_xsrf_on() -> None:
     assert config["server"].get("enableCORS", True) is True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _listening_addresses(port: int) -> set[str]:
     """Local addresses with a socket in LISTEN state on `port`, from /proc/net/tcp{,6}."""
     found = set()
@@ -176,33 +169,15 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 @pytest.fixture
-def running_app(tmp_path: Path, planted_env: dict[str, str]) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    """`streamlit run app.py` from the project folder, so its .streamlit/config.toml applies."""
-    port = _free_port()
-    env = {**planted_env, "CLUSTERQC_DB": str(tmp_path / "app.db"), "CLUSTERQC_DEMO": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("streamlit did not start within 60 s")
-        yield port, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+def app_server(tmp_path: Path, planted_env: dict[str, str]) -> Iterator[tuple[int, Path]]:
+    """`streamlit run app.py` bound by .streamlit/config.toml alone; yields its port and log."""
+    log = tmp_path / "server.log"
+    with running_app(tmp_path / "app.db", log, env=planted_env, bind_flag=False) as base:
+        yield int(base.rsplit(":", 1)[1]), log
 
 
-def test_the_server_listens_on_localhost_only_and_checks_xsrf(running_app: tuple[int, subprocess.Popen[str]]) -> None:
-    port, proc = running_app
+def test_the_server_listens_on_localhost_only_and_checks_xsrf(app_server: tuple[int, Path]) -> None:
+    port, log_path = app_server
     assert _listening_addresses(port) == {"0100007F"}, "the app listens beyond 127.0.0.1"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
         assert PLANTED not in r.read().decode()
@@ -216,6 +191,4 @@ def test_the_server_listens_on_localhost_only_and_checks_xsrf(running_app: tuple
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403 and "XSRF" in refused.value.read().decode()
-    proc.terminate()
-    log, _ = proc.communicate(timeout=20)
-    assert PLANTED not in log
+    assert PLANTED not in log_path.read_text()
