@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,12 @@ def cluster_in_prompt(prompt: str) -> str | None:
     """The id of the marked cluster a rendered prompt is about (None if it carries no marker)."""
     match = _MARK.search(prompt)
     return f"Cluster_{match.group(1)}" if match else None
+
+
+@pytest.fixture
+def app_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty database file that app.py (through AppTest) will open; no automatic demo import."""
+    path = tmp_path / "app.db"
+    monkeypatch.setenv("CLUSTERQC_DB", str(path))
+    monkeypatch.setenv("CLUSTERQC_DEMO", "0")
+    return path

@@ -20,11 +20,8 @@ XSS = "<img src=x onerror=alert(1)> **bold** [link](http://example.com)"
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "agree.db"
-    monkeypatch.setenv("CLUSTERQC_DB", str(path))
-    monkeypatch.setenv("CLUSTERQC_DEMO", "0")
-    return path
+def db(app_db: Path) -> Path:
+    return app_db
 
 
 def open_page(reviewer: str = "alice") -> AppTest:

@@ -21,11 +21,8 @@ A, U = Verdict.ACCEPTABLE, Verdict.UNACCEPTABLE
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "export.db"
-    monkeypatch.setenv("CLUSTERQC_DB", str(path))
-    monkeypatch.setenv("CLUSTERQC_DEMO", "0")
-    return path
+def db(app_db: Path) -> Path:
+    return app_db
 
 
 @pytest.fixture

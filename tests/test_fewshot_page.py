@@ -17,11 +17,9 @@ XSS = "<img src=x onerror=alert(1)> **bold**"
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def db(app_db: Path) -> Path:
     """Eight clusters decided by ann: C_1-C_4 overridden to Unacceptable, C_5-C_8 accepted."""
-    path = tmp_path / "page.db"
-    monkeypatch.setenv("CLUSTERQC_DB", str(path))
-    monkeypatch.setenv("CLUSTERQC_DEMO", "0")
+    path = app_db
     with Store(path) as store:
         store.import_clusters([
             Cluster(f"C_{i}", tuple(Sample(f"{XSS} {word} {i}.{k}") for k in range(5)),

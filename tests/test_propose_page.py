@@ -20,10 +20,8 @@ XSS = "<img src=x onerror=alert(1)> **bold**"
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "page.db"
-    monkeypatch.setenv("CLUSTERQC_DB", str(path))
-    monkeypatch.setenv("CLUSTERQC_DEMO", "0")
+def db(app_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = app_db
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CLUSTERQC_MODEL"):
         monkeypatch.delenv(name, raising=False)
     with Store(path) as store:

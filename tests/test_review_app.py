@@ -41,12 +41,8 @@ def propose(store: Store, cid: str, verdict: Verdict | None, judge: str = "offli
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty database file that app.py will open; no automatic demo import."""
-    path = tmp_path / "review.db"
-    monkeypatch.setenv("CLUSTERQC_DB", str(path))
-    monkeypatch.setenv("CLUSTERQC_DEMO", "0")
-    return path
+def db(app_db: Path) -> Path:
+    return app_db
 
 
 @pytest.fixture
