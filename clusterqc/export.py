@@ -27,8 +27,9 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -158,15 +159,22 @@ def infer_format(path: str | os.PathLike[str], fmt: str | None = None) -> str:
     return EXTENSIONS[suffix]
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file.
+
+    `data` is the bytes, or a function that writes to the open file (np.save for the uid
+    subset), so large outputs need not be built in memory first.
+    """
     target = Path(path)
     if not target.parent.is_dir():
         raise ExportError(f"{target}: folder {target.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

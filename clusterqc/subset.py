@@ -24,7 +24,6 @@ import csv
 import os
 import re
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from clusterqc.export import export_frame
+from clusterqc.export import ExportError, export_frame, write_atomic
 from clusterqc.model import Verdict
 from clusterqc.store import Store
 
@@ -375,14 +374,7 @@ def build_subset(
 
 def save_uids(uids: np.ndarray, out: str | os.PathLike[str]) -> None:
     """np.save to a temporary file beside `out`, then rename (never a half-written subset)."""
-    target = Path(out)
-    if not target.parent.is_dir():
-        raise SubsetError(f"{target}: folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, uids, allow_pickle=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomic(out, lambda fh: np.save(fh, uids, allow_pickle=False))
+    except ExportError as exc:
+        raise SubsetError(str(exc)) from None
