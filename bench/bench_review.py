@@ -178,9 +178,10 @@ def main() -> int:
           for flt, sort in QUEUES],
         "",
         "\"Needs review\" filters sorted by id or size are index walks (one per review count below",
-        "the reviews wanted). The uncertainty sort computes a score per cluster and the browse",
-        "filters (`disagreements`, `unparsed`, `mine` when its clusters are sparse) may walk many",
-        "clusters: they grow with the database and are not part of the target above.",
+        "the reviews wanted). The browse filters `mine`, `disagreements` and `unparsed` start from",
+        "their own rows through indexes, so they cost what they hold (`disagreements` holds half the",
+        "clusters here: every seeded decision disagrees with its proposal). The uncertainty sort",
+        "computes a score per cluster; it is not part of the target above.",
     ]
     if not args.no_write:
         write_results(lines)
