@@ -20,10 +20,12 @@ pipeline's integer `cluster_label` n, which names the cluster `Cluster_<n>`.
 from __future__ import annotations
 
 import binascii
+import io
 import csv
 import os
 import re
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -370,6 +372,31 @@ def build_subset(
         total_samples=sum(sizes.values()),
         uids=uids,
     )
+
+
+def build_subset_from_upload(
+    store: Store, name: str, data: bytes, keep: Iterable[str], include_unreviewed: bool = False
+) -> SubsetResult:
+    """`build_subset` over uploaded bytes (the Export page); errors name the upload, not the copy.
+
+    The readers stream from a path (pyarrow picks CSV or Parquet by extension), so the bytes go
+    to a temporary file with the upload's extension first.
+    """
+    suffix = Path(name).suffix or ".csv"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"assignments{suffix}"
+        path.write_bytes(data)
+        try:
+            return build_subset(store, path, keep, include_unreviewed)
+        except SubsetError as exc:
+            raise SubsetError(str(exc).replace(str(path), name)) from exc
+
+
+def uids_npy_bytes(uids: np.ndarray) -> bytes:
+    """The subset as the bytes of a .npy file (a download button's payload)."""
+    buf = io.BytesIO()
+    np.save(buf, uids, allow_pickle=False)
+    return buf.getvalue()
 
 
 def save_uids(uids: np.ndarray, out: str | os.PathLike[str]) -> None:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import tempfile
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from clusterqc.export import FORMATS, MIME, export_frame, to_bytes
 from clusterqc.model import Verdict
 from clusterqc.store import Store
-from clusterqc.subset import SubsetError, SubsetResult, build_subset
+from clusterqc.subset import SubsetError, build_subset_from_upload, uids_npy_bytes
 from clusterqc.ui import common
 
 PREVIEW_ROWS = 200
@@ -45,23 +40,6 @@ def labels_section(store: Store) -> None:
     st.dataframe(preview, hide_index=True)
 
 
-def _run_subset(store: Store, upload: object, keep: list[str], include: bool) -> SubsetResult:
-    suffix = Path(getattr(upload, "name", "assignments.csv")).suffix or ".csv"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"assignments{suffix}"
-        path.write_bytes(upload.getvalue())  # type: ignore[attr-defined]
-        try:
-            return build_subset(store, path, keep, include)
-        except SubsetError as exc:  # name the user's file, not our temporary copy
-            raise SubsetError(str(exc).replace(str(path), getattr(upload, "name", "upload"))) from exc
-
-
-def _npy_bytes(uids: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, uids, allow_pickle=False)
-    return buf.getvalue()
-
-
 def subset_section(store: Store) -> None:
     st.subheader("DataComp uid subset")
     st.caption(
@@ -80,7 +58,7 @@ def subset_section(store: Store) -> None:
         st.warning("Choose at least one label to keep.")
         return
     try:
-        result = _run_subset(store, upload, keep, include)
+        result = build_subset_from_upload(store, upload.name, upload.getvalue(), keep, include)
     except SubsetError as exc:
         st.error(str(exc), icon=":material/error:")
         return
@@ -99,7 +77,7 @@ def subset_section(store: Store) -> None:
         + "."
     )
     st.download_button(
-        "Download uid subset (.npy)", data=_npy_bytes(result.uids), file_name="subset.npy",
+        "Download uid subset (.npy)", data=uids_npy_bytes(result.uids), file_name="subset.npy",
         mime="application/octet-stream", key="export_download_uids", on_click="ignore",
     )
 
