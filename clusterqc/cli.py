@@ -576,6 +576,8 @@ def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: 
         click.echo(f"  ... and {len(result.errors) - 5} more (see the Propose page)", err=True)
     if result.stopped:
         raise UserError(f"stopped: {result.stopped} ({result.remaining} left; run again to finish)")
+    if p.failed:  # a script must see that the work is not finished
+        raise UserError(f"{_plural(p.failed, 'cluster')} failed; run again to retry them")
 
 
 @cli.command("import-proposals")

@@ -162,8 +162,9 @@ def test_context_length_error_is_reported_for_that_cluster_from_the_cli(standin:
          "--max-retries", "3", "--concurrency", "3"],
         env={"OPENAI_API_KEY": KEY},
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the batch went on, but the work is not finished
     assert "proposed 5 of 6 clusters (0 unparsed, 1 failed)" in result.output
+    assert "error: 1 cluster failed; run again to retry them" in result.output
     assert "failed Cluster_4: 400" in result.output and "maximum context length" in result.output
     assert [r.status for r in attempts_by_cluster(standin)["Cluster_4"]] == [400]  # never retried
     with Store(db) as s:
