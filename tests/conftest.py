@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from clusterqc.judges.llm import LLMJudge
 from clusterqc.model import Cluster, Sample
+from clusterqc.settings import EndpointConfig
+from clusterqc.store import Store
 from openai_standin import StandIn
 
 _MARK = re.compile(r"cluster-(\d+) ")
@@ -57,3 +60,18 @@ def app_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CLUSTERQC_DB", str(path))
     monkeypatch.setenv("CLUSTERQC_DEMO", "0")
     return path
+
+
+@pytest.fixture
+def six_clusters(tmp_path: Path) -> Iterator[Store]:
+    """A store of `marked_clusters(6)`: what the judge and fault tests send to the stand-in."""
+    with Store(tmp_path / "six.db") as store:
+        store.import_clusters(marked_clusters(6))
+        yield store
+
+
+def llm_judge(server: StandIn, api_key: str, model: str = "test-model", **overrides: object) -> LLMJudge:
+    """The real LLM judge pointed at the stand-in: 5 s timeout, 2 retries unless overridden."""
+    settings = {"model": model, "base_url": server.base_url, "api_key": api_key,
+                "key_source": "$OPENAI_API_KEY", "timeout": 5.0, "max_retries": 2, **overrides}
+    return LLMJudge(EndpointConfig(**settings))  # type: ignore[arg-type]

@@ -20,23 +20,19 @@ from clusterqc.prompt import SYSTEM_MESSAGE, default_template
 from clusterqc.propose import run_batch
 from clusterqc.settings import EndpointConfig, SettingsError, redact, resolve_endpoint
 from clusterqc.store import Store
-from conftest import cluster_in_prompt, marked_clusters
+from conftest import cluster_in_prompt, llm_judge, marked_clusters
 from openai_standin import Reply, StandIn
 
 KEY = "sk-test-0123456789abcdefghij"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    with Store(tmp_path / "t.db") as s:
-        s.import_clusters(marked_clusters(6))
-        yield s
+def store(six_clusters: Store) -> Store:
+    return six_clusters
 
 
 def judge_for(server: StandIn, **overrides: object) -> LLMJudge:
-    settings = {"model": "test-model", "base_url": server.base_url, "api_key": KEY, "key_source": "$OPENAI_API_KEY",
-                "timeout": 5.0, "max_retries": 2, **overrides}
-    return LLMJudge(EndpointConfig(**settings))  # type: ignore[arg-type]
+    return llm_judge(server, KEY, **{"model": "test-model", **overrides})
 
 
 def test_success_stores_verdict_tokens_latency_and_prompt(standin: StandIn, store: Store) -> None:

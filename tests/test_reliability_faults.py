@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,8 @@ from click.testing import CliRunner
 from clusterqc.cli import cli
 from clusterqc.judges.llm import LLMJudge
 from clusterqc.propose import run_batch
-from clusterqc.settings import EndpointConfig
 from clusterqc.store import Store
-from conftest import cluster_in_prompt, marked_clusters
+from conftest import cluster_in_prompt, llm_judge, marked_clusters
 from openai_standin import Reply, SeenRequest, StandIn
 
 KEY = "sk-test-faults-0123456789abcdef"
@@ -31,16 +30,12 @@ BACKOFF_FLOOR = 0.5 * 0.75  # the openai client's first backoff (0.5 s) less its
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "faults.db") as s:
-        s.import_clusters(marked_clusters(6))
-        yield s
+def store(six_clusters: Store) -> Store:
+    return six_clusters
 
 
 def judge_for(server: StandIn, **overrides: object) -> LLMJudge:
-    settings = {"model": "m", "base_url": server.base_url, "api_key": KEY, "key_source": "$OPENAI_API_KEY",
-                "timeout": 5.0, "max_retries": 2, **overrides}
-    return LLMJudge(EndpointConfig(**settings))  # type: ignore[arg-type]
+    return llm_judge(server, KEY, **{"model": "m", **overrides})
 
 
 def attempts_by_cluster(server: StandIn) -> dict[str | None, list[SeenRequest]]:
