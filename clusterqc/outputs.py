@@ -1,0 +1,68 @@
+"""Where a command may write: never over the database, one of its own inputs, or another of its outputs.
+
+Why a module of its own: every command that writes a file (export, export-uids, cluster, backup)
+must refuse the same mistakes, and comparing paths by their text is not enough. `./a.db`,
+`a.db`, a symlink to it and a hard link to it are all the same file, so paths are compared both
+resolved and, when the file exists, by (device, inode). SQLite's side files (`-wal`, `-shm`,
+`-journal`) count as the database: writing over one corrupts the database as surely.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class OutputError(ValueError):
+    """An output path that would destroy something the command needs; the message names both."""
+
+
+def _identity(path: Path) -> tuple[str, tuple[int, int] | None]:
+    """The resolved path, and (device, inode) when the file exists (catches hard links)."""
+    resolved = Path(os.path.realpath(path))
+    try:
+        st = resolved.stat()
+        return str(resolved), (st.st_dev, st.st_ino)
+    except OSError:
+        return str(resolved), None
+
+
+def _same(a: Path, b: Path) -> bool:
+    path_a, inode_a = _identity(a)
+    path_b, inode_b = _identity(b)
+    return path_a == path_b or (inode_a is not None and inode_a == inode_b)
+
+
+def database_files(db: str | os.PathLike[str]) -> list[Path]:
+    """The database and the side files SQLite keeps beside it."""
+    base = Path(db)
+    return [base] + [Path(f"{base}{suffix}") for suffix in SQLITE_SIDE_FILES]
+
+
+def check_outputs(
+    outputs: Iterable[tuple[str, str | os.PathLike[str] | None]],
+    inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
+    db: str | os.PathLike[str] | None = None,
+) -> None:
+    """Refuse the run before anything is written when an output is the database, an input, or another output.
+
+    `outputs` and `inputs` are (what, path) pairs, e.g. ("--out", "labels.csv"); a None path is
+    skipped, so optional outputs can be passed as they are. The message names the option and the
+    file it would have overwritten.
+    """
+    outs = [(what, Path(p)) for what, p in outputs if p is not None]
+    ins = [(what, Path(p)) for what, p in inputs if p is not None]
+    for i, (what, out) in enumerate(outs):
+        if db is not None:
+            for side in database_files(db):
+                if _same(out, side):
+                    raise OutputError(f"{what} {out}: that is the database ({side}); choose another file")
+        for in_what, source in ins:
+            if _same(out, source):
+                raise OutputError(f"{what} {out}: that is the input {in_what} {source}; choose another file")
+        for other_what, other in outs[i + 1 :]:
+            if _same(out, other):
+                raise OutputError(f"{what} {out} and {other_what} {other} are the same file; choose two files")
