@@ -1,0 +1,176 @@
+"""The schema: sqlite-utils migrations, applied in order when a database is opened.
+
+A migration never changes once released; a new column or index is a new function below.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("clusterqc")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """The first schema: clusters, prompts, proposals, failures, decisions, labels, holds.
+
+    `clusters.closest` / `furthest` are the sample lists as JSON and the only copy of the
+    captions: search reads them through json_each (see `_SEARCH`), since a second, joined copy
+    for search made the database 45% bigger and imports 25% slower.
+    """
+    db.execute(
+        """CREATE TABLE clusters (
+            id TEXT PRIMARY KEY,
+            nkey TEXT NOT NULL,
+            dataset TEXT,
+            closest TEXT NOT NULL,
+            furthest TEXT NOT NULL,
+            size INTEGER,
+            source TEXT,
+            content_hash TEXT NOT NULL,
+            n_reviews INTEGER NOT NULL DEFAULT 0,
+            imported_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX clusters_queue ON clusters (n_reviews, nkey)")
+    db.execute("CREATE INDEX clusters_nkey ON clusters (nkey)")
+    db.execute("CREATE INDEX clusters_size ON clusters (size DESC, nkey)")
+    db.execute(
+        """CREATE TABLE prompts (
+            version TEXT PRIMARY KEY,
+            name TEXT UNIQUE,
+            template TEXT NOT NULL,
+            examples TEXT NOT NULL DEFAULT '[]',
+            parent TEXT,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE proposals (
+            id INTEGER PRIMARY KEY,
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            judge TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            verdict TEXT CHECK (verdict IN ('Acceptable', 'Unacceptable')),
+            reason TEXT NOT NULL DEFAULT '',
+            raw TEXT NOT NULL DEFAULT '',
+            parse_error TEXT,
+            latency_s REAL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            created_at TEXT NOT NULL,
+            UNIQUE (cluster_id, judge, prompt_version)
+        )"""
+    )
+    db.execute("CREATE INDEX proposals_judge ON proposals (judge, prompt_version)")
+    db.execute(
+        """CREATE TABLE failures (
+            id INTEGER PRIMARY KEY,
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            judge TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            error TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY,
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            reviewer TEXT NOT NULL CHECK (length(reviewer) > 0),
+            verdict TEXT CHECK (verdict IN ('Acceptable', 'Unacceptable')),
+            action TEXT NOT NULL CHECK (action IN ('decide', 'undo')),
+            reverts INTEGER REFERENCES decisions(id),
+            proposal_id INTEGER REFERENCES proposals(id),
+            agrees INTEGER,
+            note TEXT NOT NULL DEFAULT '',
+            guideline TEXT,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX decisions_reviewer ON decisions (reviewer, id)")
+    db.execute("CREATE INDEX decisions_cluster ON decisions (cluster_id, id)")
+    db.execute("CREATE UNIQUE INDEX decisions_reverts ON decisions (reverts) WHERE reverts IS NOT NULL")
+    # Append-only is enforced by the database itself, not only by convention.
+    db.execute(
+        """CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+           BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END"""
+    )
+    db.execute(
+        """CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+           BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END"""
+    )
+    db.execute(
+        """CREATE TABLE labels (
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            reviewer TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            decision_id INTEGER NOT NULL REFERENCES decisions(id),
+            agrees INTEGER,
+            note TEXT NOT NULL DEFAULT '',
+            decided_at TEXT NOT NULL,
+            PRIMARY KEY (cluster_id, reviewer)
+        )"""
+    )
+    db.execute("CREATE INDEX labels_reviewer ON labels (reviewer)")
+    db.execute(
+        """CREATE TABLE holds (
+            cluster_id TEXT PRIMARY KEY REFERENCES clusters(id),
+            reviewer TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@migrations()
+def m002_examples(db: sqlite_utils.Database) -> None:
+    """Few-shot curation: the example pool, guideline texts, and the second-look queue.
+
+    `examples` holds at most one example per cluster (re-marking edits it); the verdict is
+    copied from the decision it was marked on, so a later undo does not silently change what a
+    stored prompt version was built from. `guidelines` keeps every guideline text by hash so
+    `decisions.guideline` can be resolved; `rechecks` is the queue of clusters whose decisions
+    were made under older guidelines and want a second look.
+    """
+    db.execute(
+        """CREATE TABLE examples (
+            cluster_id TEXT PRIMARY KEY REFERENCES clusters(id),
+            verdict TEXT NOT NULL CHECK (verdict IN ('Acceptable', 'Unacceptable')),
+            reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+            decision_id INTEGER REFERENCES decisions(id),
+            marked_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE guidelines (
+            version TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE rechecks (
+            cluster_id TEXT PRIMARY KEY REFERENCES clusters(id),
+            why TEXT NOT NULL DEFAULT '',
+            queued_at TEXT NOT NULL
+        )"""
+    )
+
+
+@migrations()
+def m003_review_queue_index(db: sqlite_utils.Database) -> None:
+    """The Review queue sorted by size walks (n_reviews, size DESC, nkey) like it walks
+    clusters_queue by id, so "largest first" stays an index lookup at 100,000 clusters."""
+    db.execute("CREATE INDEX clusters_queue_size ON clusters (n_reviews, size DESC, nkey)")
+
+
+@migrations()
+def m004_browse_filter_indexes(db: sqlite_utils.Database) -> None:
+    """Small partial indexes the browse filters start from (unparsed answers, disagreements),
+    so those queues cost what they hold, not a walk over every cluster."""
+    db.execute("CREATE INDEX proposals_unparsed ON proposals (cluster_id) WHERE verdict IS NULL")
+    db.execute("CREATE INDEX labels_disagree ON labels (cluster_id) WHERE agrees = 0")
+
