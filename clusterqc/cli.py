@@ -1,13 +1,16 @@
 """The `clusterqc` command: the same steps as the app, for an engineer with thousands of clusters.
 
 User mistakes (bad files, unknown ids, wrong flags) print one line to stderr and exit 1; a
-traceback means a bug in clusterqc, not in the user's input.
+traceback means a bug in clusterqc, not in the user's input. An unusable database (not SQLite,
+damaged, read-only, on a full disk, another application's, a newer clusterqc's) is reported the
+same way, once for every command, by `_Commands.invoke`: one line naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from clusterqc.store import ENV_DB, Store, resolve_db_path
+from clusterqc.store.connection import describe_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,11 +57,42 @@ db_option = click.option(
 )
 
 
+_opened: list[Path] = []  # databases this command opened, newest last (for error messages)
+
+
 def open_store(db: str | None) -> Store:
+    """The command's database; a problem with it is reported once, centrally, by `_Commands`."""
+    _opened.append(resolve_db_path(db))
     return Store(db)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _os_error_line(exc: OSError) -> str:
+    """An OSError as `file: problem` (the file the user named, never a library's traceback)."""
+    where = exc.filename if exc.filename is not None else (_opened[-1] if _opened else None)
+    text = exc.strerror or str(exc)
+    return f"{where}: {text}" if where is not None else text
+
+
+class _Commands(click.Group):
+    """The command group whose invoke turns database and file-system failures into one line.
+
+    Why here and not per command: every command opens the database through `open_store`, and a
+    damaged, read-only or full database can fail on any query of any command. Catching
+    `sqlite3.Error` once, where every command runs, names the file of the store last opened.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _opened.clear()
+        try:
+            return super().invoke(ctx)
+        except sqlite3.Error as exc:
+            where = _opened[-1] if _opened else resolve_db_path(None)
+            raise UserError(describe_error(where, exc)) from exc
+        except OSError as exc:
+            raise UserError(_os_error_line(exc)) from exc
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="clusterqc")
 def cli() -> None:
     """Review image-text clusters for CLIP training: import, propose, review, export."""
@@ -96,29 +131,68 @@ def backup(db: str | None, out: str, force: bool) -> None:
     `PRAGMA integrity_check`, and only then renamed onto OUT, so OUT is never half written
     and an existing good backup is not lost to a failed one.
     """
+    from clusterqc.outputs import OutputError, check_outputs, creation_mode, temp_prefix
+
     source = resolve_db_path(db)
     target = Path(out)
     if not source.is_file():
         raise UserError(f"{source}: no such database")
+    try:
+        check_outputs([("--out", target)], db=source)
+    except OutputError as exc:
+        raise UserError(str(exc)) from exc
     if target.exists() and not force:
         raise UserError(f"{target}: already exists (use --force to overwrite it)")
-    if target.resolve() == source.resolve():
-        raise UserError(f"{target}: is the database itself; choose another file")
     if not target.parent.is_dir():
         raise UserError(f"{target}: directory {target.parent} does not exist")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    _clean_stale(target, BACKUP_SUFFIX)
+    tmp = target.with_name(f"{temp_prefix(target)}{BACKUP_SUFFIX.lstrip('.')}")
     try:
         with open_store(db) as store:
-            store.backup(tmp)
-        with Store(tmp) as snapshot:
-            check = snapshot.integrity_check()
+            try:
+                store.backup(tmp)
+                with Store(tmp) as snapshot:
+                    check = snapshot.integrity_check()
+            except (sqlite3.Error, OSError) as exc:  # writing the snapshot failed, not the database
+                raise UserError(f"{target}: {_write_problem(exc)}; nothing written") from exc
         if check != "ok":
             raise UserError(f"{target}: snapshot failed the integrity check ({check}); nothing written")
+        os.chmod(tmp, creation_mode())
         os.replace(tmp, target)
+    except OSError as exc:
+        raise UserError(f"{target}: {_write_problem(exc)}; nothing written") from exc
     finally:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
             leftover.unlink(missing_ok=True)
     click.echo(f"backed up {source} to {target} ({target.stat().st_size:,} bytes)")
+
+
+BACKUP_SUFFIX = ".partial"  # backup's hidden snapshot beside OUT: .OUT.<pid>.partial
+
+
+def _write_problem(exc: BaseException) -> str:
+    """What went wrong writing an output, without the hidden temporary file's name."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    name = getattr(exc, "sqlite_errorname", "")
+    if name.startswith("SQLITE_FULL"):
+        return "the disk is full (database or disk is full)"
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")):
+        return f"cannot write there ({exc})"
+    return str(exc)
+
+
+def _clean_stale(target: Path, suffix: str) -> None:
+    """Remove what killed earlier runs left of this output, and say so (on stderr)."""
+    from clusterqc.outputs import clean_stale_partials
+
+    removed = clean_stale_partials(target, suffix)
+    if removed:
+        click.echo(
+            f"removed {_plural(len(removed), 'stale temporary file')} of {target} left by an interrupted run: "
+            + ", ".join(p.name for p in removed),
+            err=True,
+        )
 
 
 # --------------------------------------------------------------------------- few-shot curation
@@ -172,20 +246,36 @@ def fewshot() -> None:
 @click.option("--k", "k", type=int, default=6, show_default=True, help="How many examples to suggest.")
 @_curation
 def fewshot_suggest(db: str | None, k: int) -> None:
-    """Suggest K examples: balanced across verdicts, overrides first, different kinds of clusters."""
+    """Suggest K examples: balanced across verdicts, overrides first, different kinds of clusters.
+
+    Only examples usable as they are (with a reason) are suggested and go into the printed
+    `prompt create` command; clusters that would be good examples but have no reason yet are
+    listed apart, with the command that marks them.
+    """
+    import shlex
+
     with open_store(db) as store:
-        picks = _fewshot().suggest(store, k)
-    if not picks:
+        picks, need_reason = _fewshot().suggest_usable(store, k)
+    if not picks and not need_reason:
         click.echo("no reviewed clusters with an agreed verdict yet: review some first")
         return
-    click.echo(f"{'cluster':<16} {'verdict':<13} {'override':<9} {'marked':<7} reason")
+    if picks:
+        click.echo(f"{'cluster':<16} {'verdict':<13} {'override':<9} {'marked':<7} reason")
     for c in picks:
-        reason = _clip(c.reason, 60) if c.reason else "(none: mark it with --reason)"
         click.echo(
             f"{c.cluster_id:<16} {c.verdict.value:<13} {'yes' if c.overridden else 'no':<9}"
-            f" {'yes' if c.marked else 'no':<7} {reason}"
+            f" {'yes' if c.marked else 'no':<7} {_clip(c.reason, 60)}"
         )
-    click.echo(f"\nclusterqc prompt create --name NAME --examples {','.join(c.cluster_id for c in picks)}")
+    db_arg = f" --db {shlex.quote(db)}" if db else ""
+    if need_reason:
+        click.echo(f"\n{_plural(len(need_reason), 'more cluster')} would make good examples but"
+                   " need a reason first (left out of the command below):")
+        for c in need_reason:
+            click.echo(f"  clusterqc fewshot mark{db_arg} {shlex.quote(c.cluster_id)} --reason \"...\""
+                       f"   # {c.verdict.value}{', override' if c.overridden else ''}")
+    if picks:
+        ids = shlex.quote(",".join(c.cluster_id for c in picks))
+        click.echo(f"\nclusterqc prompt create{db_arg} --name NAME --examples {ids}")
 
 
 @fewshot.command("mark")
@@ -211,16 +301,17 @@ def fewshot_mark(db: str | None, cluster_id: str, reason: str | None, reviewer: 
 
 @fewshot.command("guideline")
 @db_option
-@click.option("--set", "set_file", type=click.File("r", encoding="utf-8"), default=None,
+@click.option("--set", "set_file", type=click.File("rb"), default=None,
               help="Make this file's text the current guideline ('-' for stdin).")
 @click.option("--queue-stale", is_flag=True, help="Queue clusters decided under older guidelines for a second look.")
 @_curation
 def fewshot_guideline(db: str | None, set_file: Any, queue_stale: bool) -> None:
     """Show or set the guideline decisions are recorded under; queue older ones for a recheck."""
     fs = _fewshot()
+    text = _read_utf8(set_file) if set_file is not None else None
     with open_store(db) as store:
-        if set_file is not None:
-            click.echo(f"current guideline is now {fs.set_guideline(store, set_file.read())}")
+        if text is not None:
+            click.echo(f"current guideline is now {fs.set_guideline(store, text)}")
         if queue_stale:
             n = fs.queue_stale(store)
             click.echo(f"queued {n} cluster(s) for a second look")
@@ -228,6 +319,20 @@ def fewshot_guideline(db: str | None, set_file: Any, queue_stale: bool) -> None:
         click.echo(f"guideline:  {version or '(none set)'}")
         click.echo(f"stale:      {len(fs.stale_labels(store))} label(s) decided under another guideline")
         click.echo(f"rechecks:   {len(store.pending_rechecks())} cluster(s) waiting for a second look")
+
+
+def _read_utf8(fh: Any) -> str:
+    """A text file's contents as UTF-8 (a BOM dropped); a bad byte is one line naming file and place."""
+    data = fh.read()
+    name = getattr(fh, "name", "-")
+    name = "<stdin>" if name in ("-", "<stdin>", 0) else name
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(
+            f"{name}: line {line}, byte {exc.start}: not UTF-8 text ({exc.reason}); save the file as UTF-8"
+        ) from None
 
 
 @cli.group()
@@ -654,12 +759,15 @@ def agreement_cmd(db: str | None) -> None:
               help="Also export clusters only the model labelled (label_source=model_only).")
 def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bool) -> None:
     """One row per cluster: the label, who decided it, and what the model said."""
-    from clusterqc.export import ExportError, export_labels
+    from clusterqc.export import TEMP_SUFFIX, ExportError, export_labels
+    from clusterqc.outputs import OutputError, check_outputs
 
     try:
+        check_outputs([("--out", out)], db=resolve_db_path(db))
         with _existing_store(db) as store:
+            _clean_stale(Path(out), TEMP_SUFFIX)
             n = export_labels(store, out, fmt, include_unreviewed)
-    except (ExportError, OSError) as exc:
+    except (ExportError, OutputError) as exc:
         raise UserError(str(exc)) from exc
     skipped = n["clusters"] - n["rows"]
     click.echo(
@@ -681,13 +789,17 @@ def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bo
               help="Use the model's verdict for clusters nobody reviewed (else they are dropped).")
 def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool) -> None:
     """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines)."""
+    from clusterqc.export import TEMP_SUFFIX
+    from clusterqc.outputs import OutputError, check_outputs
     from clusterqc.subset import SubsetError, build_subset, save_uids
 
     try:
+        check_outputs([("--out", out)], inputs=[("--assignments", assignments)], db=resolve_db_path(db))
         with _existing_store(db) as store:
             result = build_subset(store, assignments, keep, include_unreviewed)
+        _clean_stale(Path(out), TEMP_SUFFIX)
         save_uids(result.uids, out)
-    except (SubsetError, OSError) as exc:
+    except (SubsetError, OutputError) as exc:
         raise UserError(str(exc)) from exc
     r = result
     click.echo(

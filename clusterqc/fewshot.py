@@ -175,6 +175,26 @@ def suggest(store: Store, k: int, exclude: Iterable[str] = ()) -> list[Candidate
     return [pool[i] for i in chosen]
 
 
+def has_reason(candidate: Candidate) -> bool:
+    """Whether a candidate can go into a prompt as it is (`examples_for` refuses it otherwise)."""
+    return bool(candidate.reason.strip())
+
+
+def suggest_usable(store: Store, k: int) -> tuple[list[Candidate], list[Candidate]]:
+    """(up to `k` examples usable as they are, the ones `suggest` would add that need a reason first).
+
+    Why: an unmarked override the reviewer accepted without a note has no reason to show the
+    model, and `prompt create` refuses it; a suggested command must run as printed, so those
+    are left out of the picks (the next usable candidates take their place) and listed apart,
+    to be marked with a reason.
+    """
+    everything = suggest(store, k)
+    need_reason = [c for c in everything if not has_reason(c)]
+    without = [c.cluster_id for c in candidates(store) if not has_reason(c)]
+    usable = suggest(store, k, exclude=without) if need_reason else everything
+    return usable, need_reason
+
+
 def _dense(x: Any) -> np.ndarray:
     return np.asarray(x.toarray() if hasattr(x, "toarray") else x)
 

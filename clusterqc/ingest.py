@@ -7,7 +7,9 @@ Why it looks the way it does:
   (line and column, CSV row, JSON key or item, Parquet row) and what is wrong. Anything else
   escaping from here is a bug, and the property-based tests hunt for it.
 - Text is kept exactly as given (HTML entities, CJK, RTL, emoji, U+FFFD); the only thing
-  refused is what SQLite cannot store as UTF-8 (lone surrogates from `\\ud800`-style escapes).
+  refused is what SQLite cannot store as UTF-8 (lone surrogates from `\\ud800`-style escapes),
+  and in cluster ids control characters (NUL, tabs, line breaks, DEL, C1): an id is a key
+  people type, link and export, and a NUL in one broke re-import.
 - The hot loop is plain Python over already-parsed lists: 100,000 clusters import in about
   3 s of CPU (bench/bench_import.py). Validation yields `ClusterRecord`s whose bare captions stay
   the parser's strings (no million `Sample`s); a JSON object or array is parsed with one
@@ -103,6 +105,13 @@ class _Validator:
         cid = str(cid)
         if not cid.strip():
             raise self.fail(where, "cluster id is empty")
+        bad = _CONTROL.search(cid)
+        if bad:
+            # A NUL or line break in an id breaks re-import, URLs, CSV exports and terminals.
+            raise self.fail(
+                where, f"cluster id {_short(cid)} contains the control character {ascii(bad.group())}"
+                f" at character {bad.start() + 1}; ids must be printable text"
+            )
         self.text(where, "cluster id", cid)
         return cid
 
@@ -211,6 +220,8 @@ class _Missing:
 _MISSING: Any = _Missing()
 _STR = repeat(str)  # map(isinstance, items, _STR): a type check per item at C speed
 # A \uD800-\uDFFF escape: the only way a JSON text decoded as strict UTF-8 yields a lone surrogate.
+# C0 and C1 control characters (NUL, tab, line breaks, DEL, ...): never part of a cluster id.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 

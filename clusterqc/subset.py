@@ -47,6 +47,7 @@ CSV_BLOCK_BYTES = 32 << 20
 PARQUET_BATCH_ROWS = 1 << 20
 CLUSTER_NAME = re.compile(r"Cluster_(\d+)")
 INT_TEXT = r"^[+-]?\d+$"
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 _NIBBLE = np.full(256, 255, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
@@ -231,43 +232,107 @@ def _choose_columns(path: Path, names: list[str]) -> _Columns:
 
 
 def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return next(csv.reader(fh), [])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return next(csv.reader(fh), [])
+    except UnicodeDecodeError as exc:
+        raise SubsetError(f"{path}: row 1: not UTF-8 text (byte {exc.start}); is it a CSV file?") from None
+    except csv.Error as exc:
+        raise SubsetError(f"{path}: row 1: malformed CSV header: {exc}") from None
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    """Open a Parquet file, or say in one line why it is not one (binary, truncated)."""
+    if not _is_parquet(path):
+        raise SubsetError(f"{path}: not a Parquet file (it does not start with PAR1) and not a CSV file")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SubsetError(f"{path}: not a readable Parquet file (truncated or damaged: {_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _csv_problem(path: Path, width: int) -> str:
+    """Where a CSV that pyarrow refused goes wrong, found by Python's csv reader (error path only).
+
+    pyarrow says "Expected 2 columns, got 3" without a row; this walks the file once more,
+    numbering rows like import does (the header is row 1), to name the first ragged row.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, strict=True)
+            next(reader, None)
+            for n, row in enumerate(reader, start=2):
+                if row and len(row) != width:
+                    return f"row {n} (line {reader.line_num}): has {len(row)} cells, the header has {width}"
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text at byte {exc.start}"
+    except csv.Error as exc:
+        return f"line {reader.line_num}: malformed CSV: {exc}"
+    return ""
+
+
+def _odd_quotes(path: Path, block: int = CSV_BLOCK_BYTES) -> bool:
+    """Whether the file holds an odd number of double quotes: a quoted field never closed.
+
+    pyarrow reads such a field to the end of the file, silently swallowing every row after it
+    (its cells become one value), so this is checked on the bytes: in RFC 4180 CSV quotes come
+    in pairs ("" inside a quoted field is two). One C-speed count per block, on the error-free
+    path too, costs a read of the file from the page cache.
+    """
+    count = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            count += chunk.count(b'"')
+    return count % 2 == 1
 
 
 def iter_assignments(
     path: str | os.PathLike[str], block_bytes: int = CSV_BLOCK_BYTES, batch_rows: int = PARQUET_BATCH_ROWS
 ) -> Iterator[tuple[int, pa.Array, pa.Array, str]]:
-    """(first 1-based row, uid array, cluster key array, key column name) per streamed batch.
+    """(first row number, uid array, cluster key array, key column name) per streamed batch.
 
+    Rows are numbered like `clusterqc import` numbers them: in a CSV as a spreadsheet shows
+    them (the header is row 1, the first data row row 2); in Parquet from 1 (no header).
     A CSV batch is about `block_bytes` of the file; a Parquet batch is `batch_rows` rows.
     """
     path = Path(path)
     if not path.is_file():
         raise SubsetError(f"{path}: no such file")
-    if _is_parquet(path):
-        pf = pq.ParquetFile(path)
-        cols = _choose_columns(path, pf.schema_arrow.names)
-        batches = pf.iter_batches(batch_size=batch_rows, columns=[cols.uid, cols.key])
-    else:
-        cols = _choose_columns(path, _csv_header(path))
-        batches = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=block_bytes),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=[cols.uid, cols.key],
-                column_types={cols.uid: pa.string(), cols.key: pa.string()},
-                strings_can_be_null=False,
-            ),
-        )
-    row = 1
+    parquet = _is_parquet(path) or path.suffix.lower() in PARQUET_SUFFIXES
+    row = 1 if parquet else 2
     try:
+        if parquet:
+            pf = _parquet_file(path)
+            cols = _choose_columns(path, pf.schema_arrow.names)
+            batches = pf.iter_batches(batch_size=batch_rows, columns=[cols.uid, cols.key])
+        else:
+            header = _csv_header(path)
+            cols = _choose_columns(path, header)
+            batches = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=block_bytes),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=[cols.uid, cols.key],
+                    column_types={cols.uid: pa.string(), cols.key: pa.string()},
+                    strings_can_be_null=False,
+                ),
+            )
         for batch in batches:
             yield row, batch.column(cols.uid), batch.column(cols.key), cols.key
             row += batch.num_rows
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SubsetError(f"{path}: after row {row - 1}: {exc}") from exc
+    except (pa.ArrowException, OSError) as exc:
+        where = "" if parquet else _csv_problem(path, len(header))
+        raise SubsetError(f"{path}: {where or f'after row {row - 1}: {_first_line(exc)}'}") from None
+    if not parquet and _odd_quotes(path):
+        raise SubsetError(
+            f"{path}: row {row - 1}: a quoted field is never closed (it runs to the end of the file); fix the quotes"
+        )
 
 
 def _cluster_keys(keys: pa.Array, column: str, first_row: int) -> pa.Array:
