@@ -163,7 +163,10 @@ def backup(db: str | None, out: str, force: bool) -> None:
         raise UserError(f"{target}: {_write_problem(exc)}; nothing written") from exc
     finally:
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
-            leftover.unlink(missing_ok=True)
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:  # e.g. a read-only folder, where nothing was written either
+                pass
     click.echo(f"backed up {source} to {target} ({target.stat().st_size:,} bytes)")
 
 

@@ -74,6 +74,21 @@ class DecisionTable(Connection):
 
         return self._write(write)
 
+    def accept_proposal(self, reviewer: str, proposal_id: int, note: str = "") -> Decision:
+        """Accept exactly the proposal that was shown: its cluster, its verdict and its id.
+
+        Why: "Accept" means "the verdict on the screen". Looking up the cluster's latest
+        proposal at click time records a newer answer's verdict (maybe the opposite) under the
+        old one's id; proposals are never rewritten, so the id alone fixes what was accepted.
+        """
+
+        prow = self._one("SELECT cluster_id, verdict FROM proposals WHERE id = ?", (proposal_id,))
+        if prow is None:
+            raise ValueError(f"proposal {proposal_id} does not exist")
+        if prow["verdict"] is None:
+            raise ValueError(f"proposal {proposal_id} has no parsed verdict to accept; decide the cluster instead")
+        return self.decide(prow["cluster_id"], reviewer, Verdict(prow["verdict"]), proposal_id=proposal_id, note=note)
+
     @staticmethod
     def _agrees(
         conn: sqlite3.Connection, cluster_id: str, proposal_id: int | None, verdict: Verdict
