@@ -323,3 +323,25 @@ def test_export_uids_still_writes_the_subset(tmp_path: Path) -> None:
                   "--out", str(out))
     assert res.exit_code == 0, res.output
     assert len(np.load(out)) == 1
+
+
+@pytest.mark.parametrize("name", ["binary.parquet", "truncated.parquet", "unterminated.csv", "ragged.csv"])
+def test_export_page_upload_of_a_bad_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       name: str) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    db = _store(tmp_path / "app.db")
+    monkeypatch.setenv("CLUSTERQC_DB", str(db))
+    monkeypatch.setenv("CLUSTERQC_DEMO", "0")
+    data, where = BAD_ASSIGNMENTS[name]
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    at.query_params["reviewer"] = "alice"
+    at.run()
+    at.switch_page("views/export.py")
+    at.run()
+    at.file_uploader(key="export_assignments").set_value((name, data, "application/octet-stream"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (err,) = at.main.error
+    assert err.value.startswith(f"{name}: ") and where in err.value and "\n" not in err.value, err.value
+    assert not at.main.get("download_button") or all("npy" not in str(b.proto) for b in at.main.get("download_button"))
