@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -276,19 +277,36 @@ def _csv_problem(path: Path, width: int) -> str:
     return ""
 
 
-def _odd_quotes(path: Path, block: int = CSV_BLOCK_BYTES) -> bool:
-    """Whether the file holds an odd number of double quotes: a quoted field never closed.
+class _QuoteCounter(io.RawIOBase):
+    """The CSV file as pyarrow reads it, counting double quotes in every block on the way.
 
-    pyarrow reads such a field to the end of the file, silently swallowing every row after it
-    (its cells become one value), so this is checked on the bytes: in RFC 4180 CSV quotes come
-    in pairs ("" inside a quoted field is two). One C-speed count per block, on the error-free
-    path too, costs a read of the file from the page cache.
+    Why: pyarrow reads a quoted field that is never closed to the end of the file, silently
+    swallowing every later row into one value. In RFC 4180 CSV quotes come in pairs ("" inside
+    a quoted field is two), so an odd count at the end means an unterminated quote. Counting
+    the blocks pyarrow reads anyway costs no second read of the file (bench/bench_quote_scan.py).
     """
-    count = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            count += chunk.count(b'"')
-    return count % 2 == 1
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._fh = open(path, "rb")
+        self.quotes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self.quotes += data.count(b'"')
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 def iter_assignments(
@@ -305,6 +323,8 @@ def iter_assignments(
         raise SubsetError(f"{path}: no such file")
     parquet = _is_parquet(path) or path.suffix.lower() in PARQUET_SUFFIXES
     row = 1 if parquet else 2
+    header: list[str] = []
+    counter: _QuoteCounter | None = None
     try:
         if parquet:
             pf = _parquet_file(path)
@@ -313,8 +333,9 @@ def iter_assignments(
         else:
             header = _csv_header(path)
             cols = _choose_columns(path, header)
+            counter = _QuoteCounter(path)
             batches = pacsv.open_csv(
-                path,
+                counter,
                 read_options=pacsv.ReadOptions(block_size=block_bytes),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
@@ -329,7 +350,10 @@ def iter_assignments(
     except (pa.ArrowException, OSError) as exc:
         where = "" if parquet else _csv_problem(path, len(header))
         raise SubsetError(f"{path}: {where or f'after row {row - 1}: {_first_line(exc)}'}") from None
-    if not parquet and _odd_quotes(path):
+    finally:
+        if counter is not None:
+            counter.close()
+    if counter is not None and counter.quotes % 2:
         raise SubsetError(
             f"{path}: row {row - 1}: a quoted field is never closed (it runs to the end of the file); fix the quotes"
         )
