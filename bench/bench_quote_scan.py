@@ -29,10 +29,10 @@ import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_export import load, pool_store, write_assignments  # noqa: E402
+from bench_export import load, pool_store, write_assignments
 
-from clusterqc.store import Store  # noqa: E402
-from clusterqc.subset import CSV_BLOCK_BYTES, _QuoteCounter, build_subset  # noqa: E402
+from clusterqc.store import Store
+from clusterqc.subset import CSV_BLOCK_BYTES, _QuoteCounter, build_subset
 
 
 def stream(source: Any) -> int:

@@ -109,7 +109,7 @@ class _Validator:
         if bad:
             # A NUL or line break in an id breaks re-import, URLs, CSV exports and terminals.
             raise self.fail(
-                where, f"cluster id {_short(cid)} contains the control character {ascii(bad.group())}"
+                where, f"cluster id {_short(cid)} contains the control character {bad.group()!a}"
                 f" at character {bad.start() + 1}; ids must be printable text"
             )
         self.text(where, "cluster id", cid)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import marked_clusters
+from mounts import fill, read_only_file, read_only_folder, tiny_tmpfs
 
 from clusterqc.cli import cli
 from clusterqc.ingest import demo_path
 from clusterqc.model import Proposal, Verdict
 from clusterqc.store import Store
-from conftest import marked_clusters
-from mounts import fill, read_only_file, read_only_folder, tiny_tmpfs
 
 # Every command that opens the database, with arguments that would otherwise get it to work.
 COMMANDS: list[list[str]] = [
@@ -291,3 +291,14 @@ def test_accepting_a_shown_proposal_records_it_not_a_newer_one(tmp_path: Path) -
         with pytest.raises(ValueError, match="no parsed verdict"):
             store.accept_proposal("ana", unparsed)
         assert len(store.decisions("Cluster_0")) == 1
+
+
+def test_hostile_table_names_are_counted_not_shown(tmp_path: Path) -> None:
+    db = tmp_path / "other.db"
+    conn = sqlite3.connect(db)
+    conn.execute('CREATE TABLE "[click](http://evil.example/x) **now**" (a)')
+    conn.execute("CREATE TABLE notes (a)")
+    conn.close()
+    res = _run(db, ["stats"], tmp_path)
+    _assert_one_line(res, db, "not a clusterqc database", "notes, 1 more")
+    assert "evil" not in res.output and "**" not in res.output

@@ -20,13 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
+from mounts import fill, read_only_folder, tiny_tmpfs
 
 from clusterqc.cli import cli
 from clusterqc.export import neutralise_formulas
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 from clusterqc.subset import SubsetError, build_subset_from_upload
-from mounts import fill, read_only_folder, tiny_tmpfs
 
 UID = "0123456789abcdef0123456789abcdef"
 

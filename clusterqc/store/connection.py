@@ -14,6 +14,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -124,7 +125,7 @@ def check_database_file(path: Path, conn: sqlite3.Connection) -> None:
         else []
     )
     if not applied:
-        shown = ", ".join(n for n in names if n != table)
+        shown = _table_names([n for n in names if n != table])
         raise UnusableDatabase(
             f"{path}: not a clusterqc database (it holds another application's tables: {_clip(shown)});"
             " choose another file"
@@ -133,9 +134,24 @@ def check_database_file(path: Path, conn: sqlite3.Connection) -> None:
     unknown = [n for n in applied if n not in known]
     if unknown:
         raise UnusableDatabase(
-            f"{path}: written by a newer clusterqc (migration {', '.join(unknown)} is unknown to this version);"
+            f"{path}: written by a newer clusterqc (migration {_table_names(unknown)} unknown to this version);"
             " upgrade clusterqc to open it"
         )
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,40}")
+
+
+def _table_names(names: list[str]) -> str:
+    """A few table or migration names of a file for the message, only the plain ones.
+
+    The names come from a file we know nothing about and end up on a page (st.error renders
+    Markdown) and in a terminal: a name with other characters is counted, never shown.
+    """
+    plain = [n for n in names if _PLAIN_NAME.fullmatch(n)]
+    shown = ", ".join(plain[:5])
+    rest = len(names) - min(len(plain), 5)
+    return shown + (f"{', ' if shown else ''}{rest} more" if rest else "")
 
 
 def _clip(text: str, width: int = 80) -> str:

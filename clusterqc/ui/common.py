@@ -22,6 +22,7 @@ import streamlit as st
 from clusterqc import bootstrap
 from clusterqc.review import FILTER_LABELS, MAX_WANTED, SORT_LABELS, QueueSettings, Reviewer, resolve_reviewer
 from clusterqc.store import Store, resolve_db_path
+from clusterqc.store.connection import UnusableDatabase
 
 _LOG = logging.getLogger("clusterqc.ui")
 STORES_KEY = "_cqc_stores"
@@ -119,6 +120,8 @@ def get_store() -> Store:
         try:
             store = Store(path)
             started = bootstrap.ensure_started(store)
+        except UnusableDatabase as exc:  # already one line naming the file (foreign, newer, not SQLite)
+            raise DBUnavailable(f"cannot open {exc}") from exc
         except (sqlite3.Error, OSError) as exc:
             raise DBUnavailable(f"cannot open {path}: {one_line(exc)}") from exc
         stores[key] = store
