@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import threading
 import time
@@ -119,6 +120,7 @@ class StandIn:
         self.max_in_flight = 0  # the most ever answered at once (to check a client's concurrency)
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer((host, port), _make_handler(self))
         self._server.daemon_threads = True
         self._server.request_queue_size = 256
@@ -143,8 +145,16 @@ class StandIn:
         return self
 
     def stop(self) -> None:
+        """Stop listening and drop every open connection, as a server that goes away does."""
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            open_now = list(self._connections)
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -247,6 +257,19 @@ def _make_handler(server: StandIn) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
             return
+
+        def setup(self) -> None:
+            super().setup()
+            with server._lock:
+                server._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with server._lock:
+                server._connections.discard(self.connection)
+            try:
+                super().finish()
+            except OSError:
+                pass
 
         def do_GET(self) -> None:  # noqa: N802 - http.server naming
             seen = self._read(None)
