@@ -263,6 +263,8 @@ def run_batch(
                 if cluster is None:
                     break
                 inflight[pool.submit(judge.judge, cluster)] = cluster.id
+            if cancel.is_set():
+                break  # Stop: what is in flight gets the drain's grace, then is aborted
             if not inflight:
                 again = run.second_round_ids(cancel)
                 if not again:

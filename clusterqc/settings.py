@@ -42,7 +42,7 @@ class EndpointConfig:
     """Everything the LLM judge needs to reach one OpenAI-compatible endpoint."""
 
     model: str = DEFAULT_MODEL
-    base_url: str | None = None  # None: the openai client's default (api.openai.com)
+    base_url: str | None = field(default=None, repr=False)  # None: api.openai.com; may hold user:password@
     api_key: str | None = field(default=None, repr=False)
     key_source: str | None = None  # where the key came from, to show instead of the key
     temperature: float = 0.0

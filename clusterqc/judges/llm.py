@@ -205,7 +205,9 @@ class LLMJudge:
             raise self._bad(f"no choices (choices: {shown})")
         choice = choices[0]
         message = choice.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            raise self._bad(f"a choice whose message is a {type(message).__name__}, not an object")
+        content = message.get("content")
         if isinstance(content, dict):
             content = json.dumps(content)  # a JSON-mode answer sent as an object, not a string
         text = content_text(content)
