@@ -97,7 +97,7 @@ def check_endpoint(cfg: EndpointConfig) -> None:
         parts = urlsplit(cfg.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SettingsError(
-                f"base URL {cfg.base_url!r}: expected http(s)://host[:port]/v1 (e.g. http://localhost:11434/v1)"
+                f"base URL {scrub_url(cfg.base_url)!r}: expected http(s)://host[:port]/v1 (e.g. http://localhost:11434/v1)"
             )
     if not 0 <= cfg.temperature <= 2:
         raise SettingsError(f"temperature {cfg.temperature}: must be between 0 and 2")
