@@ -28,10 +28,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from clusterqc.judges.base import Judge, JudgeError
 from clusterqc.model import Cluster, Proposal
@@ -85,6 +87,24 @@ class BatchResult:
 
 
 ProgressCallback = Callable[[Progress], object]
+
+# Judges of runs in progress. When the process exits (the app's server on SIGTERM, a script
+# that returns) their requests are aborted *before* Python joins the worker threads, so a
+# server dripping its answer cannot hold the exit. `threading._register_atexit` is CPython's
+# hook for exactly this (concurrent.futures uses it); where it is missing, exit waits as before.
+_RUNNING: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _abort_running() -> None:
+    for judge in list(_RUNNING):
+        abort = getattr(judge, "abort", None)
+        if abort is not None:
+            abort()
+
+
+_at_exit = getattr(threading, "_register_atexit", None)
+if _at_exit is not None:
+    _at_exit(_abort_running)
 
 
 def make_judge(kind: str, config: EndpointConfig | None = None, template: PromptTemplate | None = None) -> Judge:
@@ -256,6 +276,10 @@ def run_batch(
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="clusterqc-judge")
     abandoned = False
     try:
+        _RUNNING.add(judge)
+    except TypeError:  # a judge that cannot be weakly referenced: nothing to abort at exit
+        pass
+    try:
         while True:
             window = concurrency if run.succeeded else 1
             while len(inflight) < window and run.stopped is None and not cancel.is_set():
@@ -284,6 +308,7 @@ def run_batch(
     finally:
         abandoned = _drain(run, inflight, judge, cancel, grace)
         pool.shutdown(wait=not abandoned, cancel_futures=True)
+        _RUNNING.discard(judge)
     return BatchResult(
         judge=judge.name,
         prompt_version=judge.prompt_version,

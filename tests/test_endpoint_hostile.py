@@ -150,6 +150,39 @@ def test_ctrl_c_stops_a_cli_run_and_keeps_every_stored_answer(standin: StandIn, 
         assert s.failures() == []
 
 
+_EXIT_WHILE_RUNNING = """
+import sys
+from clusterqc.judges.llm import LLMJudge
+from clusterqc.propose import BatchJob
+from clusterqc.settings import EndpointConfig
+judge = LLMJudge(EndpointConfig(model="m", base_url=sys.argv[2], api_key="sk-exit-0123456789", timeout=60))
+job = BatchJob(sys.argv[1], judge, concurrency=2).start()
+sys.stdin.readline()  # the test says when: a request is dripping now
+print("leaving", flush=True)
+"""
+
+
+def test_the_process_exits_while_a_run_drips(standin: StandIn, tmp_path: Path) -> None:
+    """The app's server on SIGTERM (or any script) ends its main thread while a BatchJob runs:
+    Python then joins the worker threads, which waited for the drip; now they are aborted."""
+    db = tmp_path / "exit.db"
+    with Store(db) as s:
+        s.import_clusters(marked_clusters(3))
+    standin.handler = lambda req: Reply(drip=0.05)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _EXIT_WHILE_RUNNING, str(db), standin.base_url],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert wait_for(lambda: len(standin.chat_requests()) >= 1, 90)
+        out, err = proc.communicate("go\n", timeout=HANG_GUARD_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("the process did not exit while a request dripped")
+    assert proc.returncode == 0 and "leaving" in out, err
+
+
 # --------------------------------------------------------------------------- item 6: 200s that are no answer
 
 LOGIN_PAGE = (b"<!DOCTYPE html>\n<html><head><meta charset=utf-8><title>Acme Proxy - Sign in required</title>"
