@@ -9,6 +9,7 @@ Waits here are hang guards (a join with a generous bound), never speed assertion
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -319,6 +320,16 @@ def test_base_url_credentials_are_never_shown_or_stored(standin: StandIn, tmp_pa
         [failure] = s.failures()
         assert URL_PASSWORD not in json.dumps(failure, default=str)
         assert len(s.proposals()) == 2
+
+
+def test_base_url_credentials_stay_out_of_the_http_clients_logs(standin: StandIn, store: Store,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    url = standin.base_url.replace("http://", f"http://alice:{URL_PASSWORD}@")
+    with caplog.at_level(logging.DEBUG):
+        result = run_batch(store, llm_judge(standin, KEY, model="m", base_url=url), limit=1)
+    assert result.progress.proposed == 1
+    assert "HTTP Request: POST" in caplog.text  # the client did log the request it sent
+    assert URL_PASSWORD not in caplog.text and KEY not in caplog.text
 
 
 def test_a_judge_built_with_url_credentials_describes_itself_without_them() -> None:

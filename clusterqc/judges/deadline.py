@@ -27,6 +27,7 @@ client's plain sleeps again: slower to stop, still correct. Proxies taken from t
 from __future__ import annotations
 
 import errno
+import logging
 import ssl
 import threading
 import time
@@ -37,8 +38,25 @@ import httpcore2
 import httpx2
 import openai
 
+from clusterqc.settings import scrub_url
+
 READ_SLICE = 0.25  # seconds: how soon a stop or a deadline is noticed while a read waits
 CONNECT_LIMIT = 10.0  # seconds: no healthy endpoint takes longer to accept a connection
+
+
+class _ScrubURLs(logging.Filter):
+    """httpx logs every request's URL at INFO; a base URL's user:password@ must not reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub_url(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+for _name in ("httpx2", "httpcore2", "openai"):
+    logging.getLogger(_name).addFilter(_ScrubURLs())
 
 
 class Cancelled(openai.OpenAIError):
