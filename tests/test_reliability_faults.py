@@ -2,8 +2,9 @@
 
 Real HTTP to the stand-in server on 127.0.0.1, the real `openai` client, the real batch
 runner. The promises: a batch survives what a provider does on a bad day, no cluster is asked
-more than `max_retries + 1` times (no retry storm), the client's backoff grows, `Retry-After`
-is honoured, one cluster's permanent error does not stop the others, and a re-run after an
+more than `max_retries + 1` times per round (no retry storm; a run that was not stopped asks
+its transient failures once more at the end), the client's backoff grows, `Retry-After` is
+honoured, one cluster's permanent error does not stop the others, and a re-run after an
 outage finishes the work without asking twice about anything already answered.
 """
 
