@@ -212,3 +212,21 @@ def test_endpoint_text_in_a_stop_reason_is_plain_text_not_markdown(db: Path, sta
     assert any(body in t.value for t in at.main.text)  # shown, as the characters it is
     for box in (*at.main.error, *at.main.warning, *at.main.success):  # boxes render Markdown
         assert "phish" not in box.value and "t.png" not in box.value
+
+
+def test_a_configured_base_url_with_a_password_is_never_on_the_page(db: Path, standin: StandIn,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    password = "pagepass-98765"
+    url = standin.base_url.replace("http://", f"http://proxyuser:{password}@")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    at = propose_page()
+    assert at.radio(key=ui.K_KIND).value == "llm"
+    assert at.text_input(key=ui.K_URL).value == standin.base_url.replace("http://", "http://***@")
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    finish(ok(at))
+
+    assert "6 proposed" in page_text(at)  # the masked field still meant the configured URL
+    shown = page_text(at) + "".join(str(w.value) for w in at.main.text_input)
+    assert password not in shown and KEY not in shown

@@ -26,7 +26,7 @@ from clusterqc import fewshot
 from clusterqc.judges.offline import OfflineJudge
 from clusterqc.prompt import SYSTEM_MESSAGE, PromptTemplate
 from clusterqc.propose import DEFAULT_CONCURRENCY, BatchJob, make_judge
-from clusterqc.settings import DEFAULT_MAX_TOKENS, EndpointConfig, SettingsError, resolve_endpoint
+from clusterqc.settings import DEFAULT_MAX_TOKENS, EndpointConfig, SettingsError, resolve_endpoint, scrub_url
 from clusterqc.store import Store
 
 K_KIND = "cqc_p_kind"
@@ -108,8 +108,13 @@ def _prompt_choice(store: Store) -> PromptTemplate:
 
 def _llm_choice(store: Store, base: EndpointConfig) -> Choice:
     model = st.text_input("Model", value=base.model, key=K_MODEL)
-    url = st.text_input("Endpoint (base URL)", value=base.base_url or "", key=K_URL,
+    # A configured URL's user:password@ is never put on the page: the field shows it masked,
+    # and an unchanged field means the configured URL itself.
+    shown = scrub_url(base.base_url) if base.base_url else ""
+    url = st.text_input("Endpoint (base URL)", value=shown, key=K_URL,
                         placeholder="https://api.openai.com/v1 · http://localhost:11434/v1 (Ollama)")
+    if url and url == shown:
+        url = base.base_url or url
     _key_widgets(base)
     template = _prompt_choice(store)
     with st.expander("Limits and timeouts"):
