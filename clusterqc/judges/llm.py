@@ -48,11 +48,11 @@ from clusterqc.settings import EndpointConfig, redact
 EXPECTED_ANSWER_TOKENS = 120
 MESSAGE_LIMIT = 300
 SERVER_LINE_LIMIT = 200
+SNIFF_LIMIT = 8 * 1024  # characters of a non-JSON body searched for its first line
 RAW_LIMIT = 64 * 1024  # characters of an answer kept in the store (head and tail)
 REASON_LIMIT = 8 * 1024  # characters of a parsed reason kept
 MAX_SANE_TOKENS = 100_000_000  # a usage count above this is a server's nonsense, not a count
 _TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 
 
 def estimate_tokens(text: str) -> int:
@@ -99,15 +99,28 @@ def content_text(content: Any) -> str | None:
 
 
 def first_line(text: str) -> str:
-    """The first meaningful line of a body: a page's <title>, else its first line of text."""
-    title = _TITLE.search(text)
-    if title and title.group(1).strip():
-        text = title.group(1)
+    """The first meaningful line of a body: a page's <title>, else its first line of text.
+
+    Only the body's first SNIFF_LIMIT characters are looked at: the lazy tag patterns would be
+    quadratic on megabytes of unclosed tags, and the first line is near the top anyway."""
+    text = text[:SNIFF_LIMIT]
+    title = _title(text)
+    if title:
+        text = title
     elif "<" in text and ">" in text:
         text = _TAGS.sub("\n", text)
     line = next((ln.strip() for ln in html.unescape(text).splitlines() if ln.strip()), "")
     line = " ".join(line.split())
     return line if len(line) <= SERVER_LINE_LIMIT else line[: SERVER_LINE_LIMIT - 1] + "\u2026"
+
+
+def _title(text: str) -> str:
+    """The text of an HTML page's first <title> element ('' if none), found in linear time."""
+    lower = text.lower()
+    start = lower.find("<title")
+    opened = lower.find(">", start) if start >= 0 else -1
+    end = lower.find("</title", opened) if opened >= 0 else -1
+    return text[opened + 1 : end].strip() if end >= 0 else ""
 
 
 def retries_taken(exc: openai.OpenAIError) -> int:
