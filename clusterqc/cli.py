@@ -12,6 +12,7 @@ import functools
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -502,7 +503,8 @@ def _default_against(store: Any, target: dict[str, Any]) -> str:
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
               help="Name of the environment variable holding the API key (never the key itself).")
-@click.option("--timeout", type=float, default=None, help="Seconds per request.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds per request attempt, from connecting to the last byte.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
 @click.option("--no-run", is_flag=True, help="Only score answers already stored; ask nothing.")
 @_curation
@@ -526,34 +528,58 @@ def evaluate_cmd(
         others = list(against) or [_default_against(store, target)]
         names = [target["version"]] + [fs.get_prompt(store, a)["version"] for a in others]
         names = list(dict.fromkeys(names))
-        bar = _eval_progress() if not no_run else None
+        bar = _RunProgress() if not no_run else None
         try:
             result = ev.evaluate(
                 store, names, lambda t: make_judge(kind, config, t), run_missing=not no_run,
                 concurrency=concurrency, progress=bar,
             )
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+            click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)
+            sys.exit(130)
         finally:
             if bar is not None:
                 bar.close()
     click.echo(ev.format_comparison(result))
 
 
-class _eval_progress:
-    """A one-line progress counter on stderr for the evaluation runs."""
+PROGRESS_EVERY = 5.0  # seconds between plain progress lines when stderr is not a terminal
 
-    def __init__(self) -> None:
-        self.shown = False
-        self.enabled = sys.stderr.isatty()  # no carriage-return noise in logs and pipes
+
+class _RunProgress:
+    """Liveness for long judge runs on stderr: a tqdm bar on a terminal; otherwise (logs,
+    pipes, CI) a plain line every PROGRESS_EVERY seconds, so a run waiting on a slow or dead
+    endpoint is never silent. Called by the runner after each answer and every second."""
+
+    def __init__(self, what: str = "asked") -> None:
+        self.what = what
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=0, unit="cluster", dynamic_ncols=True, file=sys.stderr)
 
     def __call__(self, state: Any) -> None:
-        if not self.enabled:
+        if self.bar is not None:
+            self.bar.total = state.total
+            self.bar.set_postfix(failed=state.failed, unparsed=state.unparsed, refresh=False)
+            self.bar.update(state.done - self.bar.n)
+            self.bar.refresh()
             return
-        click.echo(f"\r  asked {state.done}/{state.total} ({state.failed} failed)", nl=False, err=True)
-        self.shown = True
+        now = time.monotonic()
+        if now - self.last_line >= PROGRESS_EVERY:
+            self.last_line = now
+            retrying = f", {state.retrying} being asked again" if getattr(state, "retrying", 0) else ""
+            click.echo(f"  {self.what} {state.done}/{state.total} ({state.proposed} answered, "
+                       f"{state.failed} failed{retrying}) after {now - self.started:.0f} s", err=True)
 
     def close(self) -> None:
-        if self.shown:
-            click.echo("", err=True)
+        if self.bar is not None:
+            self.bar.close()
 
 
 # --- propose and import-proposals (issue 3)
@@ -583,8 +609,9 @@ def _propose_errors() -> tuple[type[BaseException], ...]:
 @click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None, help="Client-side requests-per-minute limit.")
 @click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None, help="Client-side tokens-per-minute limit.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds per request attempt.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Cap on each answer's tokens.")
+              help="Seconds per request attempt, from connecting to the last byte of the answer.")
+@click.option("--max-tokens", type=click.IntRange(min=0), default=None,
+              help="Cap on each answer's tokens [default: 2048; 0: no cap].")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
 @click.option("--max-retries", type=click.IntRange(min=0), default=4, show_default=True,
               help="Retries on 429, 5xx, timeouts (the openai client's own, honouring Retry-After).")
@@ -646,20 +673,12 @@ def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | N
 
 
 def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: int, limit: int | None) -> None:
-    from tqdm import tqdm
-
     from clusterqc.propose import run_batch
 
     click.echo(_judge_line(judge, kind, config), err=True)
-    bar = tqdm(total=0, unit="cluster", disable=None, dynamic_ncols=True)
-
-    def progress(p: Any) -> None:
-        bar.total = p.total
-        bar.set_postfix(failed=p.failed, unparsed=p.unparsed, refresh=False)
-        bar.update(p.done - bar.n)
-
+    bar = _RunProgress()
     try:
-        result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=progress)
+        result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=bar)
     except KeyboardInterrupt:
         bar.close()
         click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)
