@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,7 +22,7 @@ import pandas as pd
 from clusterqc import __version__
 from clusterqc.export import ExportError, export_frame, write_atomic
 from clusterqc.store import Store, utcnow
-from clusterqc.subset import SubsetError, SubsetResult
+from clusterqc.subset import ScoreCut, SubsetError, SubsetResult, build_subset
 
 EMBEDDING_SETTING = "embedding"  # set by whoever clustered the pool (e.g. "clip_l14_img")
 HASH_BLOCK = 8 << 20
@@ -140,3 +141,25 @@ def write_manifest(manifest: dict[str, Any] | bytes, path: str | os.PathLike[str
         write_atomic(path, manifest if isinstance(manifest, bytes) else manifest_bytes(manifest))
     except ExportError as exc:
         raise SubsetError(str(exc)) from None
+
+
+def subset_from_upload(
+    store: Store, name: str, data: bytes, keep: Iterable[str], include_unreviewed: bool = False,
+    cut: ScoreCut | None = None,
+) -> tuple[SubsetResult, dict[str, Any]]:
+    """The Export page's subset and its manifest from uploaded bytes; errors name the upload.
+
+    The readers stream from a path, so the bytes go to a temporary file with the upload's
+    extension first; the manifest names the upload and hashes its bytes.
+    """
+    suffix = Path(name).suffix or ".csv"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"assignments{suffix}"
+        path.write_bytes(data)
+        try:
+            result = build_subset(store, path, keep, include_unreviewed, cut=cut)
+            manifest = subset_manifest(store, result, path, "subset.npy", keep, include_unreviewed,
+                                       sha256=hashlib.sha256(data).hexdigest(), assignments_name=name)
+        except SubsetError as exc:
+            raise SubsetError(str(exc).replace(str(path), name)) from exc
+    return result, manifest

@@ -12,6 +12,7 @@ per cluster how many samples it has and how many pass that cut.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,15 @@ def record_pool_profile(
     profile, rows = read_pool_profile(store, assignments, column, name)
     store.save_pool_profile(profile, rows)
     return profile
+
+
+def record_pool_profile_from_upload(store: Store, name: str, data: bytes, column: str = SCORE_COLUMN) -> dict[str, Any]:
+    """`record_pool_profile` over uploaded bytes (the Export page); errors and the profile name the upload."""
+    suffix = Path(name).suffix or ".csv"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"assignments{suffix}"
+        path.write_bytes(data)
+        try:
+            return record_pool_profile(store, path, column, name=name)
+        except SubsetError as exc:
+            raise SubsetError(str(exc).replace(str(path), name)) from exc

@@ -42,6 +42,11 @@ class EvidenceQueries(Connection):
         row = self._one("SELECT value FROM settings WHERE key = ?", (POOL_PROFILE_SETTING,))
         return json.loads(row[0]) if row else None
 
+    def pool_cluster(self, cluster_id: str) -> tuple[int, int] | None:
+        """(samples, samples above the pool's CLIP-30% cut) of one cluster, from the profile."""
+        row = self._one("SELECT n_samples, n_above_cut FROM pool_clusters WHERE cluster_id = ?", (cluster_id,))
+        return (row[0], row[1]) if row else None
+
     def pool_from_clusters(self) -> dict[str, Any]:
         """What the clusters' own evidence says of the pool: sizes summed, size-weighted CLIP mean."""
         row = self._one(
