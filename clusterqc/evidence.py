@@ -211,7 +211,8 @@ class SubsetSoFar:
     def lines(self) -> list[str]:
         """The sidebar's text, one fact per line."""
         share = f" ({self.share:.1%} of the pool)" if self.share is not None else ""
-        out = [f"Subset so far: {self.clusters:,} clusters, {_count(self.samples)} samples{share}"]
+        clusters = f"{self.clusters:,} cluster{'' if self.clusters == 1 else 's'}"
+        out = [f"Subset so far: {clusters}, {_count(self.samples)} samples{share}"]
         if self.baseline_samples is not None and self.pool_samples:
             out.append(f"CLIP-30% baseline: {_count(self.baseline_samples)} samples"
                        f" ({self.baseline_samples / self.pool_samples:.1%} of the pool)")
