@@ -63,3 +63,12 @@ def build(folder: Path, clusters: list[int] | None = None) -> tuple[Path, Path]:
     assignments = folder / "assignments.parquet"
     pq.write_table(table, assignments)
     return cluster_file, assignments
+
+
+if __name__ == "__main__":  # python tests/evidence_pool.py OUTDIR: the README's evidence walk-through
+    import sys
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    target.mkdir(parents=True, exist_ok=True)
+    for written in build(target):
+        print(f"wrote {written}")
