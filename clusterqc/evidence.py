@@ -105,6 +105,11 @@ class Evidence:
         return not self.facts and not self.sample_scores
 
 
+def has_evidence(cluster: Cluster) -> bool:
+    """Whether the cluster file gave this cluster any evidence (stats, or a sample's score)."""
+    return bool(cluster.stats) or any(s.clip_score is not None for s in cluster.samples)
+
+
 def _stat(stats: Mapping[str, float] | None, key: str) -> float | None:
     value = (stats or {}).get(key)
     return None if value is None else float(value)
@@ -114,7 +119,10 @@ def card_evidence(cluster: Cluster, pool: PoolView, counts: tuple[int, int] | No
     """The card's evidence: share of the pool, `CLIP 24.3`, quartiles against the pool's, per-sample scores.
 
     `counts` is (samples, samples above the CLIP-30% cut) from a pool profile, when one was read.
+    A cluster without evidence of its own gets an empty `Evidence` (its card is unchanged).
     """
+    if not has_evidence(cluster):
+        return Evidence()
     stats = cluster.stats or {}
     share = _stat(stats, "share")
     size = cluster.size if cluster.size is not None else _stat(stats, "size")

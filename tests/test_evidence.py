@@ -93,6 +93,12 @@ def test_card_facts_from_stats_and_the_pool_profile(pool_db: Path, pool_files: t
 def test_a_cluster_without_evidence_shows_nothing() -> None:
     ev = card_evidence(Cluster("C", (Sample("a"),), (Sample("b"),), size=10), PoolView())
     assert ev.empty and evidence_figure(ev) is None
+    # A size alone (every luvdatacomp file) is not evidence: the card stays as it was.
+    known = PoolView(samples=1000, clip_mean=0.2, percentiles=tuple(np.linspace(0, 0.4, 101)), source="assignments")
+    assert card_evidence(Cluster("C", (Sample("a"),), (Sample("b"),), size=10), known).empty
+    # One sample's score is: the card shows it, numbered as the samples are.
+    scored = Cluster("C", (Sample("a"), Sample("b", clip_score=0.3125)), (Sample("c"),))
+    assert sample_scores_line(card_evidence(scored, known)) == "CLIP per sample: 2: 31.2"
 
 
 def test_subset_so_far_against_the_assignments(pool_db: Path, pool_files: tuple[Path, Path]) -> None:
@@ -144,10 +150,12 @@ def test_card_and_sidebar_show_the_evidence(
 
 def test_card_without_evidence_is_unchanged(app_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with Store(app_db) as store:
-        store.import_clusters([Cluster("C_1", (Sample("a"),), (Sample("b"),), size=3)])
+        store.import_clusters([Cluster("C_1", (Sample("a"),), (Sample("b"),))])
     at = app(app_db, monkeypatch)
     assert not at.exception and not at.error
     assert not at.main.get("plotly_chart") and not any("CLIP" in t.value for t in at.main.text)
+    # No sizes, no stats, no profile: the sidebar has no subset figures to show either.
+    assert not any("Subset so far" in t.value or "CLIP" in t.value for t in at.sidebar.text)
 
 
 def test_export_page_cut_preview_manifest_and_profile(

@@ -16,10 +16,21 @@ from clusterqc.store import Store
 SUBSET_TTL_S = 5
 
 
+@st.cache_data(ttl=SUBSET_TTL_S, show_spinner=False, max_entries=64)
+def _pool(db_key: str, _store: Store) -> evidence.PoolView:
+    """The pool view, refreshed every few seconds: summing 100,000 clusters' stats per rerun is waste."""
+    return evidence.pool_view(_store)
+
+
+def pool(store: Store) -> evidence.PoolView:
+    return _pool(str(store.path.resolve()), store)
+
+
 def card(store: Store, cluster: Cluster) -> None:
-    """The evidence box of one cluster; nothing at all when its file carried none."""
-    pool = evidence.pool_view(store)
-    ev = evidence.card_evidence(cluster, pool, store.pool_cluster(cluster.id))
+    """The evidence box of one cluster; nothing at all (and no query) when its file carried none."""
+    if not evidence.has_evidence(cluster):
+        return
+    ev = evidence.card_evidence(cluster, pool(store), store.pool_cluster(cluster.id))
     if ev.empty:
         return
     with st.container(border=True, key="cqc_evidence"):
@@ -39,7 +50,10 @@ def card(store: Store, cluster: Cluster) -> None:
 
 @st.cache_data(ttl=SUBSET_TTL_S, show_spinner=False, max_entries=64)
 def _subset_lines(db_key: str, _store: Store) -> list[str]:
-    return evidence.subset_so_far(_store, evidence.pool_view(_store)).lines()
+    view = _pool(db_key, _store)
+    if view.source == "none":
+        return []  # no sizes, no stats, no profile: nothing to set a subset against
+    return evidence.subset_so_far(_store, view).lines()
 
 
 def sidebar(store: Store) -> None:
@@ -53,5 +67,6 @@ def sidebar(store: Store) -> None:
 
 
 def forget() -> None:
-    """Drop the cached subset figures (after recording a pool profile)."""
+    """Drop the cached pool and subset figures (after recording a pool profile)."""
+    _pool.clear()
     _subset_lines.clear()
