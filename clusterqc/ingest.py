@@ -37,6 +37,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import repeat
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +196,12 @@ class _Validator:
 
     def number(self, where: object, place: str, value: Any, low: float | None = None, high: float | None = None) -> float:
         """A finite number (int or float, never a boolean or a string), within [low, high] if given."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if type(value) is float:  # the common case first: one type check per score
+            if not isfinite(value):
+                raise self.fail(where, f"{place} must be a finite number, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(where, f"{place} must be a number, got {_kind(value)} {_short(value)}")
-        if value != value or value in (float("inf"), float("-inf")):
+        elif isinstance(value, float) and not isfinite(value):  # a float subclass
             raise self.fail(where, f"{place} must be a finite number, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             hint = (" (CLIP scores are cosines as in DataComp's clip_l14_similarity_score; divide"
