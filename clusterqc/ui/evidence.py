@@ -14,11 +14,13 @@ from clusterqc.model import Cluster
 from clusterqc.store import Store
 
 SUBSET_TTL_S = 5
+POOL_TTL_S = 60  # the pool changes only with an import or a new profile (which calls `forget`)
 
 
-@st.cache_data(ttl=SUBSET_TTL_S, show_spinner=False, max_entries=64)
+@st.cache_data(ttl=POOL_TTL_S, show_spinner=False, max_entries=64)
 def _pool(db_key: str, _store: Store) -> evidence.PoolView:
-    """The pool view, refreshed every few seconds: summing 100,000 clusters' stats per rerun is waste."""
+    """The pool view, refreshed every minute: summing 100,000 clusters' stats (~50-130 ms) per
+    rerun would be waste, and the pool only changes with an import or a new profile."""
     return evidence.pool_view(_store)
 
 
