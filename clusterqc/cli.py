@@ -804,23 +804,44 @@ def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bo
 @click.option("--assignments", required=True, type=click.Path(dir_okay=False),
               help="uid -> cluster file (CSV or Parquet): columns uid and cluster_id, or uid and cluster_label n"
                    " for clusters named Cluster_<n>.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .npy subset to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The .npy subset to write; its manifest goes beside it (subset.npy -> subset.json).")
 @click.option("--keep", multiple=True, type=click.Choice(["Acceptable", "Unacceptable"], case_sensitive=False),
               default=("Acceptable",), show_default=True, help="Label(s) whose clusters are kept (repeatable).")
 @click.option("--include-unreviewed", is_flag=True,
               help="Use the model's verdict for clusters nobody reviewed (else they are dropped).")
-def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool) -> None:
+@click.option("--clip-min", type=float, default=None, metavar="X",
+              help="Keep only samples of kept clusters whose clip_l14_similarity_score >= X (a cosine, e.g. 0.28).")
+@click.option("--clip-top", type=float, default=None, metavar="F",
+              help="Keep only samples of kept clusters among the pool's top F by clip_l14_similarity_score"
+                   " (cut: the score at rank ceil(F x pool size); ties kept). DataComp's baseline is 0.3.")
+@click.option("--score-column", default=None, metavar="NAME",
+              help="The score column a cut reads (default clip_l14_similarity_score).")
+def export_uids_cmd(
+    db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool,
+    clip_min: float | None, clip_top: float | None, score_column: str | None,
+) -> None:
     """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines)."""
     from clusterqc.export import TEMP_SUFFIX
+    from clusterqc.manifest import manifest_bytes, manifest_path, subset_manifest, write_manifest
     from clusterqc.outputs import OutputError, check_outputs
-    from clusterqc.subset import SubsetError, build_subset, save_uids
+    from clusterqc.subset import SCORE_COLUMN, ScoreCut, SubsetError, build_subset, save_uids
 
     try:
-        check_outputs([("--out", out)], inputs=[("--assignments", assignments)], db=resolve_db_path(db))
+        cut = None
+        if clip_min is not None or clip_top is not None:
+            cut = ScoreCut(clip_min, clip_top, score_column or SCORE_COLUMN)
+        elif score_column is not None:
+            raise SubsetError("--score-column needs a cut: --clip-min X or --clip-top F")
+        manifest = manifest_path(out)
+        check_outputs([("--out", out), ("manifest", manifest)], [("--assignments", assignments)],
+                      resolve_db_path(db))
         with _existing_store(db) as store:
-            result = build_subset(store, assignments, keep, include_unreviewed)
+            result = build_subset(store, assignments, keep, include_unreviewed, cut=cut)
+            info = manifest_bytes(subset_manifest(store, result, assignments, out, keep, include_unreviewed))
         _clean_stale(Path(out), TEMP_SUFFIX)
-        save_uids(result.uids, out)
+        save_uids(result.uids, out)  # the manifest is already encoded: nothing can fail between the two
+        write_manifest(info, manifest)
     except (SubsetError, OutputError) as exc:
         raise UserError(str(exc)) from exc
     r = result
@@ -834,9 +855,68 @@ def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str,
         f"samples:  kept {r.kept_samples:,} of {r.total_samples:,} ({r.kept_fraction:.1%} of the pool),"
         f" dropped {r.total_samples - r.kept_samples:,}"
     )
-    click.echo(f"wrote {out} ({r.kept_samples:,} uids, dtype u8,u8, sorted)")
+    if r.cut is not None and r.cut_value is not None:
+        click.echo(
+            f"cut:      {r.cut.describe()}: score >= {r.cut_value:.6g}; that cut alone would keep"
+            f" {r.cut_alone_samples or 0:,} ({r.cut_alone_fraction or 0:.1%} of the pool)"
+        )
+    click.echo(f"wrote {out} ({r.kept_samples:,} uids, dtype u8,u8, sorted) and its manifest {manifest}")
     if r.total_samples and r.unknown_clusters == r.kept_clusters + r.dropped_clusters:
         click.echo("warning: no cluster in the assignments is in the database; check the ids", err=True)
+
+
+@cli.command("check-subset")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--assignments", type=click.Path(dir_okay=False), default=None,
+              help="Check that every uid is in this uid -> cluster file (CSV or Parquet).")
+@click.option("--pool", "pool_dir", type=click.Path(file_okay=False), default=None,
+              help="Check that every uid is in this folder of DataComp parquet shards (reads their uid column).")
+@click.option("--allow-duplicates", is_flag=True,
+              help="Accept repeated uids (DataComp's resharder then upsamples those samples).")
+def check_subset_cmd(file: str, assignments: str | None, pool_dir: str | None, allow_duplicates: bool) -> None:
+    """Check a uid .npy before training: dtype u8,u8, sorted, no duplicates, every uid in the pool."""
+    from clusterqc.subset import SubsetError
+    from clusterqc.subset_check import check_subset
+
+    if assignments is not None and pool_dir is not None:
+        raise UserError("give --assignments FILE or --pool DIR, not both")
+    try:
+        result = check_subset(file, assignments, pool_dir, allow_duplicates)
+    except SubsetError as exc:
+        raise UserError(str(exc)) from exc
+    if result.ok:
+        where = f", all in {result.pool}" if result.pool else " (pool membership not checked: give --assignments or --pool)"
+        click.echo(f"{file}: {result.count:,} uids, dtype u8,u8, sorted, no duplicates{where}")
+        return
+    for problem in result.problems:
+        click.echo(f"{file}: {problem}", err=True)
+    sys.exit(1)
+
+
+@cli.command("pool-profile")
+@db_option
+@click.option("--assignments", required=True, type=click.Path(dir_okay=False),
+              help="The DataComp-layout assignments (uid, cluster_id or cluster_label, clip_l14_similarity_score).")
+@click.option("--score-column", default=None, metavar="NAME", help="Default clip_l14_similarity_score.")
+def pool_profile_cmd(db: str | None, assignments: str, score_column: str | None) -> None:
+    """Store the pool's CLIP-score profile: the cards' pool distribution and the sidebar's CLIP-30% baseline."""
+    from clusterqc.pool_profile import record_pool_profile
+    from clusterqc.subset import SCORE_COLUMN, SubsetError
+
+    try:
+        with _existing_store(db) as store:
+            p = record_pool_profile(store, assignments, score_column or SCORE_COLUMN)
+    except (SubsetError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    q = p["percentiles"]
+    click.echo(
+        f"pool: {p['samples']:,} samples in {p['clusters']:,} clusters; {p['column']} mean {p['mean']:.4f},"
+        f" quartiles {q[25]:.4f} / {q[50]:.4f} / {q[75]:.4f}"
+    )
+    click.echo(
+        f"CLIP-30% baseline: score >= {p['baseline_cut']:.6g} keeps {p['baseline_samples']:,}"
+        f" ({p['baseline_samples'] / p['samples']:.1%} of the pool)"
+    )
 
 
 def main() -> None:

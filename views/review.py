@@ -7,6 +7,7 @@ import streamlit as st
 from clusterqc.review import ReviewSession, load_view
 from clusterqc.store import Store
 from clusterqc.ui import common
+from clusterqc.ui import evidence as evidence_ui
 from clusterqc.ui import fewshot as fewshot_ui
 from clusterqc.ui import review_view as rv
 
@@ -38,6 +39,7 @@ def review(store: Store, ctx: common.AppContext) -> None:
         rv.queue_empty(state, ctx)
         return
     rv.header(view)
+    evidence_ui.card(store, view.cluster)
     rv.action_bar(view, ctx)
     # The proposal sits right under the keys that answer it; the samples follow.
     st.subheader("Proposals")

@@ -61,6 +61,7 @@ def _cluster_from_row(row: sqlite3.Row | dict[str, Any]) -> Cluster:
         furthest=tuple(Sample.from_json(s) for s in json.loads(row["furthest"])),
         size=row["size"],
         dataset=row["dataset"],
+        stats=json.loads(row["stats"]) if row["stats"] else None,
     )
 
 
@@ -68,11 +69,14 @@ def _cluster_from_row(row: sqlite3.Row | dict[str, Any]) -> Cluster:
 # One encoder for every row: json.dumps builds a new one per call, which dominated imports.
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _quote = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for a str
+_STATS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, allow_nan=False).encode
 _text = attrgetter("text")
 _STR = repeat(str)  # map(isinstance, items, _STR): a type check per item at C speed
 
 # The columns an import writes, in the order `_cluster_values` gives them.
-_ROW_COLUMNS = ("id", "nkey", "dataset", "closest", "furthest", "size", "source", "content_hash", "imported_at")
+_ROW_COLUMNS = (
+    "id", "nkey", "dataset", "closest", "furthest", "size", "source", "content_hash", "imported_at", "stats",
+)
 _HASH_AT = _ROW_COLUMNS.index("content_hash")
 
 
@@ -87,7 +91,7 @@ def _samples_json(samples: Sequence[str | Sample]) -> str:
         return "[" + ", ".join(map(_quote, samples)) + "]"
     if any(map(isinstance, samples, _STR)):  # a record mixing bare captions and Samples
         samples = [s if isinstance(s, Sample) else Sample(s) for s in samples]
-    if all(s.uid is None and s.url is None for s in samples):
+    if all(s.uid is None and s.url is None and s.clip_score is None for s in samples):
         return "[" + ", ".join(map(_quote, map(_text, samples))) + "]"
     return _ENCODE([s.to_json() for s in samples])
 
@@ -96,12 +100,15 @@ def _cluster_values(cluster: Cluster | ClusterRecord, source: str | None, now: s
     """One import row in `_ROW_COLUMNS` order: a tuple binds faster than a dict of names."""
     closest = _samples_json(cluster.closest)
     furthest = _samples_json(cluster.furthest)
+    stats = None if cluster.stats is None else _STATS_JSON(cluster.stats)
     # Byte for byte the payload Cluster.content_hash() hashes (sort_keys order: closest, dataset,
-    # furthest, size; sample keys text/uid/url are already sorted), built from the two strings
-    # above instead of encoding every sample a second time. tests/test_ingest.py checks equality.
+    # furthest, size, stats; sample keys clip_score/text/uid/url are already sorted), built from
+    # the strings above instead of encoding every sample a second time. tests/test_ingest.py
+    # checks equality. `stats` is in it only when the cluster has some (older hashes unchanged).
     payload = (
         f'{{"closest": {closest}, "dataset": {"null" if cluster.dataset is None else _quote(cluster.dataset)}, '
-        f'"furthest": {furthest}, "size": {"null" if cluster.size is None else int(cluster.size)}}}'
+        f'"furthest": {furthest}, "size": {"null" if cluster.size is None else int(cluster.size)}'
+        + ("}" if stats is None else f', "stats": {stats}}}')
     )
     return (
         cluster.id,
@@ -113,6 +120,7 @@ def _cluster_values(cluster: Cluster | ClusterRecord, source: str | None, now: s
         source,
         hashlib.sha256(payload.encode("utf-8")).hexdigest(),
         now,
+        stats,
     )
 
 

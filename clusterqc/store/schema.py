@@ -174,3 +174,21 @@ def m004_browse_filter_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX proposals_unparsed ON proposals (cluster_id) WHERE verdict IS NULL")
     db.execute("CREATE INDEX labels_disagree ON labels (cluster_id) WHERE agrees = 0")
 
+
+
+@migrations()
+def m008_cluster_evidence(db: sqlite_utils.Database) -> None:
+    """Pool evidence (issue 14): a cluster's `stats` object from its file, as JSON (NULL when the
+    file had none; a sample's `clip_score` stays inside the sample JSON), and the pool profile
+    read from an assignments file: per cluster, how many of its samples the pool's CLIP-score
+    cut (DataComp's top 30% baseline) keeps, so the sidebar can set verdicts beside that
+    baseline with one SUM. The profile itself (size, quantiles, cut, file hash) is one JSON
+    row in `settings` (key `pool_profile`)."""
+    db.execute("ALTER TABLE clusters ADD COLUMN stats TEXT")
+    db.execute(
+        """CREATE TABLE pool_clusters (
+            cluster_id TEXT PRIMARY KEY,
+            n_samples INTEGER NOT NULL,
+            n_above_cut INTEGER NOT NULL
+        )"""
+    )

@@ -23,6 +23,7 @@ from clusterqc import bootstrap
 from clusterqc.review import FILTER_LABELS, MAX_WANTED, SORT_LABELS, QueueSettings, Reviewer, resolve_reviewer
 from clusterqc.store import Store, resolve_db_path
 from clusterqc.store.connection import UnusableDatabase
+from clusterqc.ui import evidence as evidence_ui
 
 _LOG = logging.getLogger("clusterqc.ui")
 STORES_KEY = "_cqc_stores"
@@ -252,6 +253,7 @@ def render_sidebar(store: Store) -> AppContext:
         st.text_input("Jump to cluster id", key=K_JUMP, on_change=_request_jump, placeholder="e.g. Cluster_12")
         slot = st.empty()
         reviewed, mine, total = _show_progress(slot, store, reviewer.name)
+        evidence_ui.sidebar(store)
     settings = QueueSettings(filter=flt or "unreviewed", sort=sort or "id", wanted=stored_wanted(store),
                              search=(search or "").strip())
     ctx = AppContext(store.path, reviewer, settings, bool(blind), reviewed, mine, total, slot)
