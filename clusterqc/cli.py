@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -104,12 +105,14 @@ def backup(db: str | None, out: str, force: bool) -> None:
         raise UserError(f"{target}: already exists (use --force to overwrite it)")
     if target.resolve() == source.resolve():
         raise UserError(f"{target}: is the database itself; choose another file")
-    if not target.parent.is_dir():
-        raise UserError(f"{target}: directory {target.parent} does not exist")
+    made = _make_parents(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        with open_store(db) as store:
-            store.backup(tmp)
+        try:
+            with open_store(db) as store:
+                store.backup(tmp)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{source}: cannot back it up: {exc}") from None
         with Store(tmp) as snapshot:
             check = snapshot.integrity_check()
         if check != "ok":
@@ -118,7 +121,24 @@ def backup(db: str | None, out: str, force: bool) -> None:
     finally:
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             leftover.unlink(missing_ok=True)
+        if not target.exists():  # a failed backup leaves no empty folders behind either
+            for folder in made:
+                folder.rmdir()
     click.echo(f"backed up {source} to {target} ({target.stat().st_size:,} bytes)")
+
+
+def _make_parents(target: Path) -> list[Path]:
+    """Create OUT's missing folders (`--out backups/x.db` on a first run, from cron too);
+    returns them deepest first so a failed backup can remove them again."""
+    missing = [p for p in target.parents if not p.exists()]
+    blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{target}: {blocker} is a file, not a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{target}: cannot create directory {target.parent}: {exc.strerror or exc}") from None
+    return missing
 
 
 # --------------------------------------------------------------------------- few-shot curation
