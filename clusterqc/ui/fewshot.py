@@ -134,7 +134,9 @@ def _example_editor(store: Store, cand: fewshot.Candidate) -> None:
         key = _reason_key(cand.cluster_id)
         if key not in st.session_state:
             st.session_state[key] = cand.reason
-        st.text_input("Reason", key=key, label_visibility="collapsed", placeholder="why this verdict")
+        evidence = fewshot.reason_evidence(store, cand.cluster_id)
+        st.text_input("Reason", key=key, label_visibility="collapsed", placeholder="why this verdict",
+                      help=f"The offline judge's evidence: {evidence}" if evidence else None)
 
 
 def build_form(store: Store, chosen: list[str], reviewer: str | None) -> None:
