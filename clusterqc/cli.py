@@ -326,6 +326,13 @@ def prompt_activate(db: str | None, name: str) -> None:
 # --- import and cluster (issue 2)
 
 
+def _progress() -> Any:
+    """clusterqc.progress, imported on use (tqdm is not needed for `--help`)."""
+    from clusterqc import progress
+
+    return progress
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -348,9 +355,14 @@ def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace
         targets = [*paths, *([str(demo_path())] if demo else [])]
         if not targets:
             raise UserError("give one or more cluster files, or --demo")
-        files = read_files(targets, dataset)
-        with open_store(db) as store:
-            result = write_clusters(store, files, replace=replace)
+        with _progress().stage("import") as line, _progress().ticking(line):
+            def reading(file: str, index: int) -> None:
+                _progress().step(line, f"import: reading {file} ({index + 1} of {len(targets)})")
+
+            files = read_files(targets, dataset, on_file=reading)
+            _progress().step(line, f"import: writing {sum(len(c) for _, c in files):,} clusters to the database")
+            with open_store(db) as store:
+                result = write_clusters(store, files, replace=replace)
     except (IngestError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     click.echo(
@@ -381,7 +393,9 @@ def cluster_cmd(
     from clusterqc.ingest import IngestError
 
     try:
-        result = cluster_embeddings(input_path, k, id_col, text_col, emb_col, out_json, assignments, seed=seed)
+        with _progress().stage("cluster") as line, _progress().ticking(line):
+            result = cluster_embeddings(input_path, k, id_col, text_col, emb_col, out_json, assignments, seed=seed,
+                                        on_stage=lambda what: _progress().step(line, f"cluster: {what}"))
     except IngestError as exc:
         raise UserError(str(exc)) from exc
     sizes = [c["size"] for c in result.clusters.values()]
@@ -438,34 +452,24 @@ def evaluate_cmd(
         others = list(against) or [_default_against(store, target)]
         names = [target["version"]] + [fs.get_prompt(store, a)["version"] for a in others]
         names = list(dict.fromkeys(names))
-        bar = _eval_progress() if not no_run else None
-        try:
+        with _progress().bar(total=0, desc="evaluate", unit="answer", disable=no_run) as bar, \
+                _progress().ticking(bar):
             result = ev.evaluate(
                 store, names, lambda t: make_judge(kind, config, t), run_missing=not no_run,
-                concurrency=concurrency, progress=bar,
+                concurrency=concurrency, progress=_batch_progress(bar),
             )
-        finally:
-            if bar is not None:
-                bar.close()
     click.echo(ev.format_comparison(result))
 
 
-class _eval_progress:
-    """A one-line progress counter on stderr for the evaluation runs."""
+def _batch_progress(bar: Any) -> Callable[[Any], None]:
+    """The batch runner's callback (a `propose.Progress` after each answer) driving a tqdm bar."""
 
-    def __init__(self) -> None:
-        self.shown = False
-        self.enabled = sys.stderr.isatty()  # no carriage-return noise in logs and pipes
+    def update(p: Any) -> None:
+        bar.total = p.total
+        bar.set_postfix(failed=p.failed, unparsed=p.unparsed, refresh=False)
+        bar.update(p.done - bar.n)
 
-    def __call__(self, state: Any) -> None:
-        if not self.enabled:
-            return
-        click.echo(f"\r  asked {state.done}/{state.total} ({state.failed} failed)", nl=False, err=True)
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            click.echo("", err=True)
+    return update
 
 
 # --- propose and import-proposals (issue 3)
@@ -558,20 +562,13 @@ def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | N
 
 
 def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: int, limit: int | None) -> None:
-    from tqdm import tqdm
-
     from clusterqc.propose import run_batch
 
     click.echo(_judge_line(judge, kind, config), err=True)
-    bar = tqdm(total=0, unit="cluster", disable=None, dynamic_ncols=True)
-
-    def progress(p: Any) -> None:
-        bar.total = p.total
-        bar.set_postfix(failed=p.failed, unparsed=p.unparsed, refresh=False)
-        bar.update(p.done - bar.n)
-
+    bar = _progress().bar(total=0, desc="propose", unit="cluster")
     try:
-        result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=progress)
+        with _progress().ticking(bar):
+            result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=_batch_progress(bar))
     except KeyboardInterrupt:
         bar.close()
         click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)
