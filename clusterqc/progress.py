@@ -4,9 +4,9 @@ Why it is configured rather than left to tqdm's defaults: `disable=None` turns t
 stderr is not a terminal, so a run under cron, nohup, CI or `2>log` said nothing for minutes
 and looked hung. Here a terminal gets tqdm's usual bar; anything else gets the same status as
 whole lines (no carriage returns, no bar characters) every `LOG_INTERVAL_S` seconds
-(`$CLUSTERQC_PROGRESS_INTERVAL` changes it). Both wait `delay` seconds before the first
-output, so a run that finishes at once prints nothing extra (the README's examples show
-exactly what such runs print).
+(`$CLUSTERQC_PROGRESS_INTERVAL` changes it). Neither shows anything for the first
+seconds (2 on a terminal, one interval otherwise), so a quick run prints only its result
+(the README's examples show exactly what such runs print).
 
 `ticking()` keeps the line coming while one long call (k-means, one big file) blocks the
 loop that would otherwise update the bar.
@@ -26,7 +26,7 @@ from tqdm import tqdm
 LOG_INTERVAL_S = 5.0  # seconds between lines when stderr is a file or a pipe
 ENV_INTERVAL = "CLUSTERQC_PROGRESS_INTERVAL"  # overrides LOG_INTERVAL_S (e.g. 60 for a quieter log)
 TTY_INTERVAL_S = 0.1
-DELAY_S = 2.0  # nothing is shown for a run shorter than this (or than the interval, if shorter)
+DELAY_S = 2.0  # on a terminal, nothing is shown for a run shorter than this
 
 
 def log_interval() -> float:
@@ -63,7 +63,7 @@ def bar(total: float | None = None, desc: str | None = None, unit: str = "it", s
     stream = stream if stream is not None else sys.stderr
     tty = bool(getattr(stream, "isatty", lambda: False)())
     every = log_interval()
-    delay = min(DELAY_S, every) if delay is None else delay
+    delay = (DELAY_S if tty else every) if delay is None else delay
     options: dict[str, Any] = (
         {"file": stream, "mininterval": TTY_INTERVAL_S, "dynamic_ncols": True}
         if tty
