@@ -89,6 +89,7 @@ def over_time_chart(over_time: pd.DataFrame) -> go.Figure:
 
 
 DAY_MS = 86_400_000
+EDGE = pd.Timedelta(hours=1)
 MAX_DAY_TICKS = 10
 
 
@@ -105,7 +106,7 @@ def day_axis(days: pd.Series) -> dict[str, object]:
     pad = pd.Timedelta(days=max(1, step) / 2 if span_days else 1)
     return dict(
         type="date",
-        range=[(first - pad).isoformat(), (last + pad).isoformat()],
+        range=[(first - pad - EDGE).isoformat(), (last + pad + EDGE).isoformat()],  # edge days' ticks show
         tick0=first.isoformat(),
         dtick=step * DAY_MS,
         tickformat="%b %d, %Y",

@@ -100,7 +100,7 @@ def test_disagreements_link_to_the_review_page_with_escaped_ids(db: Path) -> Non
     odd = links[ODD_ID]
     assert parse_qs(odd.proto.query_string) == {"cluster": [ODD_ID], "reviewer": ["alice"]}
     # The label is Markdown: every punctuation mark of the id is escaped, so it shows literally.
-    assert odd.proto.label == "C 9\\&x\\=\\<b\\>\\#?/ü"
+    assert odd.proto.label == "Open C 9\\&x\\=\\<b\\>\\#?/ü"
     assert len({link.proto.page_script_hash for link in links.values()}) == 1
 
 

@@ -143,11 +143,11 @@ def review_links(cluster_ids: list[str], reviewer: str | None) -> None:
     """One click, same tab: a page link per disagreeing cluster that opens it on the Review page."""
     shown = cluster_ids[:LINKS_SHOWN]
     more = len(cluster_ids) - len(shown)
-    st.text("Open in Review:" + (f" (the first {len(shown)}; the Review page's 'disagreements' queue"
+    st.text("Open a disagreement on the Review page:" + (f" (the first {len(shown)}; the Review page's 'disagreements' queue"
                                  f" has all {len(cluster_ids)})" if more else ""))
     cols = st.columns(LINK_COLUMNS)
     for i, cid in enumerate(shown):
-        cols[i % LINK_COLUMNS].page_link(REVIEW_PAGE, label=cid.translate(_MARKDOWN),
+        cols[i % LINK_COLUMNS].page_link(REVIEW_PAGE, label="Open " + cid.translate(_MARKDOWN),
                                          query_params=review_params(cid, reviewer))
 
 

@@ -135,7 +135,8 @@ def _example_editor(store: Store, cand: fewshot.Candidate) -> None:
         if key not in st.session_state:
             st.session_state[key] = cand.reason
         evidence = fewshot.reason_evidence(store, cand.cluster_id)
-        st.text_input("Reason", key=key, label_visibility="collapsed", placeholder="why this verdict",
+        # The label stays visible: a collapsed label hides the help icon, the evidence's only place.
+        st.text_input("Reason the prompt will teach", key=key, placeholder="why this verdict",
                       help=f"The offline judge's evidence: {evidence}" if evidence else None)
 
 
