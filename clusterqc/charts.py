@@ -78,6 +78,7 @@ def over_time_chart(over_time: pd.DataFrame) -> go.Figure:
                 x=grp["period"],
                 y=grp["agreement"],
                 mode="lines+markers",
+                marker=dict(size=9),  # one day of data is one point: make it easy to see
                 name=plain(f"{judge} @ {version}"),
                 customdata=grp[["n"]].to_numpy(),
                 hovertemplate="%{x|%Y-%m-%d}<br>agreement %{y:.0%}<br>n = %{customdata[0]}<extra></extra>",
@@ -89,7 +90,7 @@ def over_time_chart(over_time: pd.DataFrame) -> go.Figure:
 
 
 DAY_MS = 86_400_000
-EDGE = pd.Timedelta(hours=1)
+EDGE = pd.Timedelta(hours=12)
 MAX_DAY_TICKS = 10
 
 

@@ -137,7 +137,7 @@ def _example_editor(store: Store, cand: fewshot.Candidate) -> None:
         evidence = fewshot.reason_evidence(store, cand.cluster_id)
         # The label stays visible: a collapsed label hides the help icon, the evidence's only place.
         st.text_input("Reason the prompt will teach", key=key, placeholder="why this verdict",
-                      help=f"The offline judge's evidence: {evidence}" if evidence else None)
+                      help=f"What the offline judge measured: {evidence}" if evidence else None)
 
 
 def build_form(store: Store, chosen: list[str], reviewer: str | None) -> None:
