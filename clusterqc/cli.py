@@ -12,7 +12,6 @@ import functools
 import os
 import sqlite3
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,8 +143,7 @@ def backup(db: str | None, out: str, force: bool) -> None:
         raise UserError(str(exc)) from exc
     if target.exists() and not force:
         raise UserError(f"{target}: already exists (use --force to overwrite it)")
-    if not target.parent.is_dir():
-        raise UserError(f"{target}: directory {target.parent} does not exist")
+    made = _make_parents(target)
     _clean_stale(target, BACKUP_SUFFIX)
     tmp = target.with_name(f"{temp_prefix(target)}{BACKUP_SUFFIX.lstrip('.')}")
     try:
@@ -168,6 +166,9 @@ def backup(db: str | None, out: str, force: bool) -> None:
                 leftover.unlink(missing_ok=True)
             except OSError:  # e.g. a read-only folder, where nothing was written either
                 pass
+        if not target.exists():  # a failed backup leaves no empty folders behind either
+            for folder in made:
+                folder.rmdir()
     click.echo(f"backed up {source} to {target} ({target.stat().st_size:,} bytes)")
 
 
@@ -197,6 +198,20 @@ def _clean_stale(target: Path, suffix: str) -> None:
             + ", ".join(p.name for p in removed),
             err=True,
         )
+
+
+def _make_parents(target: Path) -> list[Path]:
+    """Create OUT's missing folders (`--out backups/x.db` on a first run, from cron too);
+    returns them deepest first so a failed backup can remove them again."""
+    missing = [p for p in target.parents if not p.exists()]
+    blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{target}: {blocker} is a file, not a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{target}: cannot create directory {target.parent}: {exc.strerror or exc}") from None
+    return missing
 
 
 # --------------------------------------------------------------------------- few-shot curation
@@ -415,6 +430,13 @@ def prompt_activate(db: str | None, name: str) -> None:
 # --- import and cluster (issue 2)
 
 
+def _progress() -> Any:
+    """clusterqc.progress, imported on use (tqdm is not needed for `--help`)."""
+    from clusterqc import progress
+
+    return progress
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -437,9 +459,14 @@ def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace
         targets = [*paths, *([str(demo_path())] if demo else [])]
         if not targets:
             raise UserError("give one or more cluster files, or --demo")
-        files = read_files(targets, dataset)
-        with open_store(db) as store:
-            result = write_clusters(store, files, replace=replace)
+        with _progress().stage("import") as line, _progress().ticking(line):
+            def reading(file: str, index: int) -> None:
+                _progress().step(line, f"import: reading {file} ({index + 1} of {len(targets)})")
+
+            files = read_files(targets, dataset, on_file=reading)
+            _progress().step(line, f"import: writing {sum(len(c) for _, c in files):,} clusters to the database")
+            with open_store(db) as store:
+                result = write_clusters(store, files, replace=replace)
     except (IngestError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     click.echo(
@@ -470,7 +497,9 @@ def cluster_cmd(
     from clusterqc.ingest import IngestError
 
     try:
-        result = cluster_embeddings(input_path, k, id_col, text_col, emb_col, out_json, assignments, seed=seed)
+        with _progress().stage("cluster") as line, _progress().ticking(line):
+            result = cluster_embeddings(input_path, k, id_col, text_col, emb_col, out_json, assignments, seed=seed,
+                                        on_stage=lambda what: _progress().step(line, f"cluster: {what}"))
     except IngestError as exc:
         raise UserError(str(exc)) from exc
     sizes = [c["size"] for c in result.clusters.values()]
@@ -528,58 +557,32 @@ def evaluate_cmd(
         others = list(against) or [_default_against(store, target)]
         names = [target["version"]] + [fs.get_prompt(store, a)["version"] for a in others]
         names = list(dict.fromkeys(names))
-        bar = _RunProgress() if not no_run else None
+        bar = _progress().bar(total=0, desc="evaluate", unit="answer", disable=no_run)
         try:
-            result = ev.evaluate(
-                store, names, lambda t: make_judge(kind, config, t), run_missing=not no_run,
-                concurrency=concurrency, progress=bar,
-            )
+            with _progress().ticking(bar):
+                result = ev.evaluate(
+                    store, names, lambda t: make_judge(kind, config, t), run_missing=not no_run,
+                    concurrency=concurrency, progress=_batch_progress(bar),
+                )
         except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
+            bar.close()
             click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)
             sys.exit(130)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
     click.echo(ev.format_comparison(result))
 
 
-PROGRESS_EVERY = 5.0  # seconds between plain progress lines when stderr is not a terminal
+def _batch_progress(bar: Any) -> Callable[[Any], None]:
+    """The batch runner's callback (a `propose.Progress` after each answer) driving a tqdm bar."""
 
+    def update(p: Any) -> None:
+        bar.total = p.total
+        retrying = {"retrying": p.retrying} if getattr(p, "retrying", 0) else {}
+        bar.set_postfix(failed=p.failed, unparsed=p.unparsed, **retrying, refresh=False)
+        bar.update(p.done - bar.n)
 
-class _RunProgress:
-    """Liveness for long judge runs on stderr: a tqdm bar on a terminal; otherwise (logs,
-    pipes, CI) a plain line every PROGRESS_EVERY seconds, so a run waiting on a slow or dead
-    endpoint is never silent. Called by the runner after each answer and every second."""
-
-    def __init__(self, what: str = "asked") -> None:
-        self.what = what
-        self.started = time.monotonic()
-        self.last_line = self.started
-        self.bar: Any = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=0, unit="cluster", dynamic_ncols=True, file=sys.stderr)
-
-    def __call__(self, state: Any) -> None:
-        if self.bar is not None:
-            self.bar.total = state.total
-            self.bar.set_postfix(failed=state.failed, unparsed=state.unparsed, refresh=False)
-            self.bar.update(state.done - self.bar.n)
-            self.bar.refresh()
-            return
-        now = time.monotonic()
-        if now - self.last_line >= PROGRESS_EVERY:
-            self.last_line = now
-            retrying = f", {state.retrying} being asked again" if getattr(state, "retrying", 0) else ""
-            click.echo(f"  {self.what} {state.done}/{state.total} ({state.proposed} answered, "
-                       f"{state.failed} failed{retrying}) after {now - self.started:.0f} s", err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    return update
 
 
 # --- propose and import-proposals (issue 3)
@@ -676,9 +679,10 @@ def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: 
     from clusterqc.propose import run_batch
 
     click.echo(_judge_line(judge, kind, config), err=True)
-    bar = _RunProgress()
+    bar = _progress().bar(total=0, desc="propose", unit="cluster")
     try:
-        result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=bar)
+        with _progress().ticking(bar):
+            result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=_batch_progress(bar))
     except KeyboardInterrupt:
         bar.close()
         click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)

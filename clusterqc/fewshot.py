@@ -98,6 +98,18 @@ def offered_reason(store: Store, cluster_id: str) -> str:
 # --------------------------------------------------------------------------- marking
 
 
+def reason_evidence(store: Store, cluster_id: str) -> str | None:
+    """The offline judge's numbers behind its reason for this cluster, for a hover text beside
+    the reason; the reason itself stays a plain sentence, since it is what the prompt teaches."""
+    from clusterqc.judges.offline import metrics_of
+
+    for proposal in reversed(store.proposals_for(cluster_id)):
+        metrics = metrics_of(proposal.raw)
+        if metrics:
+            return metrics
+    return None
+
+
 def mark_example(store: Store, cluster_id: str, reason: str, marked_by: str) -> dict[str, Any]:
     """Mark a decided cluster as an example with `reason`; its verdict is the cluster's label."""
     row = next(iter(store.reviewed_clusters(cluster_id)), None)
@@ -451,6 +463,7 @@ __all__ = [
     "list_prompts",
     "mark_example",
     "offered_reason",
+    "reason_evidence",
     "preview",
     "queue_stale",
     "set_guideline",

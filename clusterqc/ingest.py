@@ -36,7 +36,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import repeat
 from math import isfinite
@@ -702,18 +702,22 @@ def _bulk() -> Iterator[None]:
 
 
 def read_files(
-    paths: Sequence[str | os.PathLike[str]], dataset: str | None = None
+    paths: Sequence[str | os.PathLike[str]], dataset: str | None = None,
+    on_file: Callable[[str, int], None] | None = None,
 ) -> list[tuple[str, list[ClusterRecord]]]:
     """Read every file before anything is written; an id in two files is an error too.
 
     Gives validated `ClusterRecord`s (`.to_cluster()` makes a `Cluster`) for `write_clusters`.
+    `on_file(file, index)` is called before each file is read (the CLI's progress line).
     """
     if not paths:
         raise IngestError("(no file)", "", "give at least one cluster file")
     owner: dict[str, str] = {}
     out = []
-    for path in paths:
+    for index, path in enumerate(paths):
         file = str(path)
+        if on_file is not None:
+            on_file(file, index)
         with _bulk():
             clusters = _read_one(path, dataset, _Validator(file, dataset))
         for c in clusters:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clusterqc import cli as cli_module
+from clusterqc import progress
 from clusterqc.cli import cli
 from clusterqc.judges.llm import RAW_LIMIT, LLMJudge
 from clusterqc.model import Verdict
@@ -424,7 +424,7 @@ def test_propose_against_a_closed_port_fails_at_once_with_one_line(tmp_path: Pat
 
 def test_a_run_that_is_not_on_a_terminal_prints_progress_lines(standin: StandIn, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_module, "PROGRESS_EVERY", 0.2)
+    monkeypatch.setenv(progress.ENV_INTERVAL, "0.2")
     db = tmp_path / "progress.db"
     with Store(db) as s:
         s.import_clusters(marked_clusters(4))
@@ -434,6 +434,6 @@ def test_a_run_that_is_not_on_a_terminal_prints_progress_lines(standin: StandIn,
                                       "--base-url", standin.base_url, "--concurrency", "1"],
                                 env={"OPENAI_API_KEY": KEY})
     assert result.exit_code == 0, result.output
-    lines = [line for line in result.output.splitlines() if line.strip().startswith("asked ")]
-    assert lines and lines[0].strip().startswith("asked 0/4"), result.output
+    lines = [line for line in result.output.splitlines() if line.strip().startswith("propose: ")]
+    assert lines and lines[0].strip().startswith("propose: 0"), result.output  # alive before any answer
     assert len(lines) >= 3

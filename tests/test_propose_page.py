@@ -63,14 +63,15 @@ def page_text(at: AppTest) -> str:
 def test_offline_is_the_default_and_runs(db: Path) -> None:
     at = propose_page()
     assert at.radio(key=ui.K_KIND).value == "offline"
-    assert "0 of 6 clusters have a proposal from offline" in page_text(at)
+    assert "0 of 6 clusters have a proposal from offline @ offline-v1; 6 still to run." in page_text(at)
 
     at.button(key=ui.K_RUN).click()
     at.run()
     finish(ok(at))
 
     assert "6 proposed" in page_text(at)
-    assert "6 of 6 clusters have a proposal from" in page_text(at)
+    assert "6 of 6 clusters have a proposal from offline @ offline-v1." in page_text(at)
+    assert "no proposal yet" not in page_text(at)
     assert at.button(key=ui.K_RUN).disabled  # nothing left to do
     with Store(db) as store:
         assert len(store.proposals(judge="offline")) == 6

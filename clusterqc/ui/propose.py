@@ -269,8 +269,9 @@ def page(store: Store) -> None:
         _alert("error", "This setting cannot work:", choice.problem)
     pending = store.pending_cluster_ids(choice.name, choice.prompt_version)
     total = store.count_clusters()
-    st.text(f"{total - len(pending)} of {total} clusters have a proposal from {choice.name} @ "
-            f"{choice.prompt_version}; {len(pending)} to go.")
+    done = total - len(pending)  # say what is done, then what is left
+    st.text(f"{done} of {total} clusters have a proposal from {choice.name} @ {choice.prompt_version}"
+            + (f"; {len(pending)} still to run." if pending else "."))
     with st.expander("Preview the prompt", expanded=False):
         preview(store, choice, pending)
     run_controls(store, choice, len(pending))
