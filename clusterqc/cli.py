@@ -770,13 +770,19 @@ def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bo
               default=("Acceptable",), show_default=True, help="Label(s) whose clusters are kept (repeatable).")
 @click.option("--include-unreviewed", is_flag=True,
               help="Use the model's verdict for clusters nobody reviewed (else they are dropped).")
-def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool) -> None:
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Run the export in this process, or as Ray tasks (RAY_ADDRESS, else a local Ray); same file.")
+def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool,
+                    engine: str = "local") -> None:
     """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines)."""
     from clusterqc.subset import SubsetError, build_subset, save_uids
 
     try:
         with _existing_store(db) as store:
-            result = build_subset(store, assignments, keep, include_unreviewed)
+            if engine == "ray":
+                result = _subset_on_ray(store, assignments, keep, include_unreviewed)
+            else:
+                result = build_subset(store, assignments, keep, include_unreviewed)
         save_uids(result.uids, out)
     except (SubsetError, OSError) as exc:
         raise UserError(str(exc)) from exc
@@ -794,6 +800,19 @@ def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str,
     click.echo(f"wrote {out} ({r.kept_samples:,} uids, dtype u8,u8, sorted)")
     if r.total_samples and r.unknown_clusters == r.kept_clusters + r.dropped_clusters:
         click.echo("warning: no cluster in the assignments is in the database; check the ids", err=True)
+
+
+def _subset_on_ray(store: Store, assignments: str, keep: tuple[str, ...], include_unreviewed: bool) -> Any:
+    """export-uids --engine ray: clusterqc.pool.subset over the Ray engine (the same bytes as local)."""
+    from clusterqc.pool.subset import build_subset_on
+
+    ray_engine = _engine("ray")
+    try:
+        return build_subset_on(ray_engine, store, assignments, keep, include_unreviewed)
+    except _ray_errors() as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        ray_engine.close()
 
 
 def main() -> None:

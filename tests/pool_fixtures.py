@@ -83,15 +83,15 @@ def write_pool(
         b32 = np.clip(l14 - 0.03 + 0.04 * rng.standard_normal(n), -1, 1)
         table = pa.table(
             {
-                "uid": shard_uids,
-                "url": [f"https://images.example/{row + i}.jpg" for i in range(n)],
-                "text": [f"caption {row + i} of planted cluster {c}" for i, c in enumerate(labels)],
+                "uid": pa.array(shard_uids, pa.string()),
+                "url": pa.array([f"https://images.example/{row + i}.jpg" for i in range(n)], pa.string()),
+                "text": pa.array([f"caption {row + i} of planted cluster {c}" for i, c in enumerate(labels)], pa.string()),
                 "original_width": pa.array(rng.integers(64, 2048, n), pa.int64()),
                 "original_height": pa.array(rng.integers(64, 2048, n), pa.int64()),
                 "clip_b32_similarity_score": pa.array(b32, pa.float64()),
                 "clip_l14_similarity_score": pa.array(l14, pa.float64()),
                 "face_bboxes": pa.array([[] for _ in range(n)], pa.list_(pa.list_(pa.float64()))),
-                "sha256": [hashlib.sha256(u.encode()).hexdigest() for u in shard_uids],
+                "sha256": pa.array([hashlib.sha256(u.encode()).hexdigest() for u in shard_uids], pa.string()),
             }
         )
         pq.write_table(table, root / f"{stem}.parquet")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any
 
 from clusterqc.pool.progress import Progress
@@ -20,10 +20,12 @@ class LocalEngine:
         return value
 
     def map(
-        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, desc: str = "", rows: Sequence[int] | None = None
+        self, fn: Callable[..., Any], items: Iterable[Any], *args: Any, desc: str = "",
+        rows: Sequence[int] | None = None, total: int | None = None,
     ) -> Iterator[Any]:
         """fn(item, *args) per item, in order; progress advances by rows[i] after item i."""
-        bar = Progress(desc, sum(rows or ()), len(items), interval=self.interval, enabled=self.progress)
+        count = len(items) if isinstance(items, Sized) else total or 0
+        bar = Progress(desc, sum(rows or ()), count, interval=self.interval, enabled=self.progress)
         try:
             for i, item in enumerate(items):
                 result = fn(item, *args)

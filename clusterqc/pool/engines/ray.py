@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any
 
 from clusterqc.pool.progress import Progress
@@ -60,22 +60,37 @@ class RayEngine:
         return self._remote[fn]
 
     def map(
-        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, desc: str = "", rows: Sequence[int] | None = None
+        self, fn: Callable[..., Any], items: Iterable[Any], *args: Any, desc: str = "",
+        rows: Sequence[int] | None = None, total: int | None = None,
     ) -> Iterator[Any]:
-        """fn(item, *args) per item as Ray tasks, yielded in item order."""
+        """fn(item, *args) per item as Ray tasks, yielded in item order.
+
+        `items` may be a generator (the CSV export streams batches); it is pulled only as the
+        window frees up, so the driver never holds more than `window` items in flight.
+        """
         task = self._task(fn)
-        bar = Progress(desc, sum(rows or ()), len(items), interval=self.interval, enabled=self.progress)
+        count = len(items) if isinstance(items, Sized) else total or 0
+        bar = Progress(desc, sum(rows or ()), count, interval=self.interval, enabled=self.progress)
+        source = iter(items)
         refs: dict[int, Any] = {}
         done: set[int] = set()
         index_of: dict[Any, int] = {}
         submitted = consumed = 0
+        exhausted = False
         try:
-            while consumed < len(items):
-                while submitted < len(items) and submitted - consumed < self.window:
-                    ref = task.remote(items[submitted], *args)
+            while True:
+                while not exhausted and submitted - consumed < self.window:
+                    try:
+                        item = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    ref = task.remote(item, *args)
                     refs[submitted] = ref
                     index_of[ref] = submitted
                     submitted += 1
+                if consumed == submitted:
+                    break
                 if consumed not in done:
                     waiting = [r for i, r in refs.items() if i not in done]
                     ready, _ = self.ray.wait(waiting, num_returns=1, timeout=self.timeout)
