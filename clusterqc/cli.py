@@ -460,6 +460,7 @@ def _cluster_pool_cmd(
         f" {len(sizes)} clusters (sizes {min(sizes)}-{max(sizes)}), inertia {result.inertia:.6g}"
         f" [{engine_name}]; wrote {', '.join(wrote)}"
     )
+    click.echo("seconds: " + ", ".join(f"{phase} {t:.2f}" for phase, t in result.seconds.items()), err=True)
 
 
 def _default_against(store: Any, target: dict[str, Any]) -> str:

@@ -290,3 +290,48 @@ def test_unknown_embedding_and_missing_k(pool: PlantedPool, tmp_path: Path) -> N
     assert code == 1 and "unknown array 'clip'" in err
     code, _, err = run_cli("cluster", str(pool.root), "--out", str(tmp_path / "c.json"))
     assert code == 1 and "k must be at least 1" in err
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Stream:
+    """A text stream that says whether it is a terminal."""
+
+    def __init__(self, tty: bool):
+        import io
+
+        self.buf, self.tty = io.StringIO(), tty
+
+    def write(self, text: str) -> int:
+        return self.buf.write(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_off_a_terminal_is_a_line_per_interval_and_one_at_the_end() -> None:
+    from clusterqc.pool.progress import Progress
+
+    stream = _Stream(tty=False)
+    bar = Progress("assign", 30, 3, stream=stream, interval=0.0)
+    for _ in range(3):
+        bar.update(10)
+    bar.close()
+    lines = stream.buf.getvalue().splitlines()
+    assert [ln.split(",")[0] for ln in lines] == ["assign: 1/3 shards", "assign: 2/3 shards", "assign: 3/3 shards"]
+    assert "30/30 rows (100%)" in lines[-1]  # the last update already said it: not printed twice
+
+
+def test_progress_on_a_terminal_is_a_tqdm_bar() -> None:
+    from clusterqc.pool.progress import Progress
+
+    stream = _Stream(tty=True)
+    bar = Progress("sample", 30, 3, stream=stream, interval=0.0)
+    bar.update(10)
+    bar.close()
+    text = stream.buf.getvalue()
+    assert "\r" in text and "sample" in text and "10.0/30.0" in text and "1/3 shards" in text

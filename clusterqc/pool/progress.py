@@ -25,6 +25,7 @@ class Progress:
         self.rows = self.shards = 0
         self.start = self.last = time.monotonic()
         self.bar: Any = None
+        self.printed: tuple[int, int] | None = None
         if enabled and _is_tty(self.stream):
             from tqdm import tqdm
 
@@ -42,6 +43,7 @@ class Progress:
 
     def _line(self) -> None:
         self.last = time.monotonic()
+        self.printed = (self.shards, self.rows)
         pct = 100 * self.rows / self.total_rows if self.total_rows else 100.0
         print(
             f"{self.desc}: {self.shards}/{self.total_shards} shards, {self.rows:,}/{self.total_rows:,} rows"
@@ -52,7 +54,7 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.enabled:
+        elif self.enabled and self.printed != (self.shards, self.rows):
             self._line()
 
 
