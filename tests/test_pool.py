@@ -335,3 +335,43 @@ def test_progress_on_a_terminal_is_a_tqdm_bar() -> None:
     bar.close()
     text = stream.buf.getvalue()
     assert "\r" in text and "sample" in text and "10.0/30.0" in text and "1/3 shards" in text
+
+
+# --------------------------------------------------------------------------- assignment kernel
+
+
+def test_nearest_matches_brute_force_and_breaks_ties_to_the_lower_id() -> None:
+    from clusterqc.pool.kmeans import nearest
+
+    rng = np.random.default_rng(5)
+    c = rng.standard_normal((7, 16)).astype(np.float32)
+    x = np.vstack([rng.standard_normal((3000, 16)), c[[4, 4]]]).astype(np.float32)
+    labels, dist = nearest(x, c)
+    exact = ((x[:, None, :].astype(np.float64) - c[None].astype(np.float64)) ** 2).sum(axis=2)
+    assert np.array_equal(labels[:3000], exact[:3000].argmin(axis=1))
+    assert np.allclose(dist, exact[np.arange(len(x)), labels], rtol=1e-5, atol=1e-6)
+    assert labels[3000] == labels[3001] == 4 and dist[3000] == 0
+    # exactly equidistant from two centroids (and far from the third): the lower id wins
+    pair = np.zeros((3, 16), np.float32)
+    pair[0, 0], pair[1, 0], pair[2, 1] = 1.0, -1.0, 50.0
+    ties = np.zeros((4, 16), np.float32)
+    ties[:, 1] = [0.0, 0.5, -0.25, 3.0]
+    for order in ([0, 1, 2], [1, 0, 2], [2, 1, 0]):
+        got, d = nearest(ties, pair[order])
+        assert list(got) == [min(order.index(0), order.index(1))] * 4
+        assert np.array_equal(d, 1.0 + ties[:, 1] ** 2)
+
+
+def test_nearest_is_the_same_with_one_or_two_blas_threads() -> None:
+    from threadpoolctl import threadpool_limits
+
+    from clusterqc.pool.kmeans import nearest
+
+    rng = np.random.default_rng(9)
+    c = rng.standard_normal((150, 256)).astype(np.float32)
+    x = rng.standard_normal((20000, 256)).astype(np.float32)
+    with threadpool_limits(1):
+        one = nearest(x, c)
+    with threadpool_limits(2):
+        two = nearest(x, c)
+    assert np.array_equal(one[0], two[0]) and one[1].tobytes() == two[1].tobytes()

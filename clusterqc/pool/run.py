@@ -31,7 +31,8 @@ from clusterqc.pool.shards import Embedding, Pool, Shard, open_pool
 
 DEFAULT_MAX_POINTS = 256
 DEFAULT_NITER = 20
-INIT_POINTS_PER_CENTROID = 64  # k-means++ runs on up to this many sample rows per centroid
+INIT_POINTS_PER_CENTROID = 32  # k-means++ runs on up to this many sample rows per centroid
+KPP_TRIALS = 50  # greedy k-means++ candidates per seed (see kmeans.py for the measurements)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def cluster_pool(
         t = time.perf_counter()
         centroids, train_inertia = train(
             sample, k, niter=niter, seed=seed, init=init, nredo=nredo,
-            init_points=min(sample_n, INIT_POINTS_PER_CENTROID * k),
+            init_points=min(sample_n, INIT_POINTS_PER_CENTROID * k), trials=KPP_TRIALS,
         )
         del sample
         seconds["train"] = time.perf_counter() - t
