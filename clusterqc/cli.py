@@ -458,7 +458,7 @@ def _cluster_pool_cmd(
     click.echo(
         f"clustered {result.rows:,} samples from {result.shards} shards ({embedding}, {result.dim}-d) into"
         f" {len(sizes)} clusters (sizes {min(sizes)}-{max(sizes)}), inertia {result.inertia:.6g}"
-        f" [{engine_name}]; wrote {', '.join(wrote)}"
+        f" [{engine_name}{': ' + engine.where if engine_name == 'ray' else ''}]; wrote {', '.join(wrote)}"
     )
     click.echo("seconds: " + ", ".join(f"{phase} {t:.2f}" for phase, t in result.seconds.items()), err=True)
 

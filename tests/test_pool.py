@@ -375,3 +375,16 @@ def test_nearest_is_the_same_with_one_or_two_blas_threads() -> None:
     with threadpool_limits(2):
         two = nearest(x, c)
     assert np.array_equal(one[0], two[0]) and one[1].tobytes() == two[1].tobytes()
+
+
+def test_single_file_input_refuses_an_output_over_itself(tmp_path: Path) -> None:
+    """The one-file path (clusterqc/clustering.py) goes through the same output check."""
+    import shutil
+
+    src = tmp_path / "emb.jsonl"
+    shutil.copy(Path(__file__).parent / "fixtures" / "datacomp_small_sample_tsne.jsonl", src)
+    before = src.read_bytes()
+    code, _, err = run_cli("cluster", str(src), "--k", "5", "--id-col", "key", "--emb-col", "clip_tsne",
+                           "--out", str(tmp_path / "c.json"), "--assignments", str(src))
+    assert code == 1 and "that is the input INPUT" in err
+    assert src.read_bytes() == before and not (tmp_path / "c.json").exists()

@@ -138,3 +138,68 @@ def test_export_uids_cli_with_engine_ray(labelled: dict, ray_engine, tmp_path: P
     assert ray.is_initialized()  # a joined Ray is left running for its owner
     loaded = np.load(tmp_path / "ray.npy")
     assert loaded.dtype == np.dtype("u8,u8") and len(loaded) > 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, deadline: float) -> None:
+    import socket
+    import time
+
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"ray head on port {port} did not come up")
+
+
+@pytest.mark.slow  # a real `ray start` takes a while on a shared machine
+def test_the_command_joins_the_cluster_named_by_ray_address(pool: PlantedPool, tmp_path: Path) -> None:
+    """A real `ray start --head` in its own process group; the CLI (a separate process) joins it."""
+    import os
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="rq", dir="/tmp")  # Ray's socket paths must stay short
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "PYTHONPATH": str(root), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        _wait_for_port(port, time.monotonic() + TIMEOUT)
+        args = [sys.executable, "-m", "clusterqc", "cluster", str(pool.root), "--k", str(K)]
+        on_ray = subprocess.run(
+            [*args, "--engine", "ray", "--out", str(tmp_path / "r.json"), "--assignments", str(tmp_path / "r.parquet")],
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        assert on_ray.returncode == 0, on_ray.stderr
+        assert f":{port}]" in on_ray.stdout  # the GCS address the engine is connected to
+        local = subprocess.run(
+            [*args, "--out", str(tmp_path / "l.json"), "--assignments", str(tmp_path / "l.parquet")],
+            env=env, capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        assert local.returncode == 0, local.stderr
+        assert (tmp_path / "r.parquet").read_bytes() == (tmp_path / "l.parquet").read_bytes()
+        assert (tmp_path / "r.json").read_bytes() == (tmp_path / "l.json").read_bytes()
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=10)

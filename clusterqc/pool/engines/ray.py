@@ -47,6 +47,7 @@ class RayEngine:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RayEngineError(f"cannot start or reach Ray ({os.environ.get('RAY_ADDRESS') or 'local'}): {exc}") from None
             self.started = True
+        self.where = ray.get_runtime_context().gcs_address  # the cluster actually joined (or started)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.window = window or max(2, 2 * cpus)
         self._remote: dict[Callable[..., Any], Any] = {}
