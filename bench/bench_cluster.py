@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -119,21 +118,8 @@ def baseline(pool: Path, out: Path, k: int, seed: int) -> None:
 # --------------------------------------------------------------------------- measuring
 
 
-def run_child(args: list[str]) -> dict:
-    """Run a command; wall, CPU seconds and peak RSS (MB) of the child, and its stderr."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t
-    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
-    if proc.returncode:
-        raise SystemExit(f"command failed: {' '.join(args)}\n{err}")
-    return {"wall": wall, "stdout": out, "stderr": err}
-
-
 def run_measured(args: list[str]) -> dict:
-    """run_child with the child's own rusage (wait4), which Popen.communicate would otherwise reap."""
+    """Run a command in a child; wall, CPU seconds and peak RSS (MB) from its own rusage (wait4), and its stderr."""
     t = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
