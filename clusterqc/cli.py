@@ -476,37 +476,129 @@ def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace
 
 
 @cli.command("cluster")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.option("--k", type=int, required=True, help="Number of clusters (k-means k).")
-@click.option("--id-col", default="uid", show_default=True, help="Column with the sample id.")
-@click.option("--text-col", default="caption", show_default=True, help="Column with the caption.")
-@click.option("--emb-col", default="embedding", show_default=True, help="Column with the embedding (list of floats).")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--k", type=int, default=None, help="Number of clusters (k-means k); not needed with --centroids-from.")
+@click.option("--id-col", default="uid", show_default=True, help="Single file: column with the sample id.")
+@click.option("--text-col", default="caption", show_default=True, help="Single file: column with the caption.")
+@click.option("--emb-col", default="embedding", show_default=True, help="Single file: column with the embedding (list of floats).")
 @click.option("--out", "out_json", required=True, type=click.Path(dir_okay=False), help="Cluster file to write (luvdatacomp JSON).")
 @click.option(
     "--assignments",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Also write sample id -> cluster (uid,data_points,cluster_label); .csv or .parquet.",
+    help="Also write sample id -> cluster. Pool: Parquet with uid, cluster_id, distance and the CLIP scores;"
+    " single file: uid,data_points,cluster_label as .csv or .parquet.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="k-means seed (same seed, same clusters).")
+@click.option("--seed", type=int, default=0, show_default=True, help="k-means and sampling seed (same seed, same clusters).")
+@click.option("--embedding", default="l14_txt", show_default=True,
+              help="Pool: npz array(s) to cluster: l14_txt, l14_img, b32_txt, b32_img, or two joined with + (concatenated).")
+@click.option("--max-points-per-centroid", type=int, default=256, show_default=True,
+              help="Pool: training sample size per centroid, drawn uniformly from every shard.")
+@click.option("--niter", type=int, default=20, show_default=True, help="Pool: k-means iterations.")
+@click.option("--init", "init", type=click.Choice(["k-means++", "random"]), default="k-means++", show_default=True,
+              help="Pool: initialisation: greedy k-means++ on the sample, or faiss's random seeds (see --nredo).")
+@click.option("--nredo", type=int, default=1, show_default=True, help="Pool, --init random: best of this many faiss runs.")
+@click.option("--centroids", "centroids_out", type=click.Path(dir_okay=False), default=None,
+              help="Pool: also save the k x d centroids as .npy.")
+@click.option("--centroids-from", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Pool: assign with these centroids (.npy, k x d) instead of training.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Pool: run the passes in this process, or as Ray tasks (RAY_ADDRESS, else a local Ray).")
 def cluster_cmd(
-    input_path: str, k: int, id_col: str, text_col: str, emb_col: str, out_json: str, assignments: str | None, seed: int
+    input_path: str, k: int | None, id_col: str, text_col: str, emb_col: str, out_json: str, assignments: str | None,
+    seed: int, embedding: str, max_points_per_centroid: int, niter: int, init: str, nredo: int,
+    centroids_out: str | None, centroids_from: str | None, engine: str,
 ) -> None:
-    """k-means (faiss) over per-sample embeddings in JSONL or Parquet -> a cluster file to import."""
-    from clusterqc.clustering import cluster_embeddings
-    from clusterqc.ingest import IngestError
+    """k-means over CLIP embeddings -> a cluster file to import.
 
+    INPUT is a DataComp pool folder (local path or a pyarrow URI such as s3://bucket/pool) of
+    <shard>.parquet + <shard>.npz, or one JSONL/Parquet file with an embedding column.
+    """
+    from clusterqc.ingest import IngestError
+    from clusterqc.outputs import OutputError, check_outputs
+    from clusterqc.pool import is_pool
+
+    outputs = [("--out", out_json), ("--assignments", assignments), ("--centroids", centroids_out)]
     try:
+        if is_pool(input_path):
+            _cluster_pool_cmd(input_path, outputs, k, out_json, assignments, seed, embedding,
+                              max_points_per_centroid, niter, init, nredo, centroids_out, centroids_from, engine)
+            return
+        if k is None:
+            raise UserError("--k is required")
+        check_outputs(outputs, [("INPUT", input_path)])
+        from clusterqc.clustering import cluster_embeddings
+
         with _progress().stage("cluster") as line, _progress().ticking(line):
             result = cluster_embeddings(input_path, k, id_col, text_col, emb_col, out_json, assignments, seed=seed,
                                         on_stage=lambda what: _progress().step(line, f"cluster: {what}"))
-    except IngestError as exc:
+    except (IngestError, OutputError) as exc:
         raise UserError(str(exc)) from exc
     sizes = [c["size"] for c in result.clusters.values()]
     click.echo(
         f"clustered {len(result.ids)} samples ({result.centroids.shape[1]}-d) into {len(sizes)} clusters"
         f" (sizes {min(sizes)}-{max(sizes)}); wrote {out_json}" + (f" and {assignments}" if assignments else "")
     )
+
+
+def _engine(name: str) -> Any:
+    """The named pool engine; a missing or unreachable Ray is one line, not a traceback."""
+    from clusterqc.pool.engines import get_engine
+
+    try:
+        return get_engine(name)
+    except ImportError as exc:
+        raise UserError(f"--engine {name} needs Ray: pip install 'clusterqc[ray]' ({exc})") from exc
+    except _ray_errors() as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _ray_errors() -> tuple[type[BaseException], ...]:
+    """RayEngineError when the Ray engine module can be imported (it imports ray lazily)."""
+    from clusterqc.pool.engines.ray import RayEngineError
+
+    return (RayEngineError,)
+
+
+def _cluster_pool_cmd(
+    root: str, outputs: list[tuple[str, str | None]], k: int | None, out_json: str, assignments: str | None,
+    seed: int, embedding: str, max_points_per_centroid: int, niter: int, init: str, nredo: int,
+    centroids_out: str | None, centroids_from: str | None, engine_name: str,
+) -> None:
+    """The pool branch of `cluster`: check outputs against the shards, run, report."""
+    from clusterqc.outputs import OutputError, check_outputs
+    from clusterqc.pool import Embedding, cluster_pool, open_pool
+
+    pool = open_pool(root, Embedding.parse(embedding))
+    inputs: list[tuple[str, str | None]] = [("--centroids-from", centroids_from)]
+    if pool.local_root is not None:
+        inputs += [(f"shard {s.stem}", s.parquet) for s in pool.shards]
+        inputs += [(f"shard {s.stem}", s.npz) for s in pool.shards]
+        for what, path in outputs:
+            if path and Path(os.path.realpath(path)).parent == Path(os.path.realpath(pool.local_root)) \
+                    and Path(path).suffix.lower() in (".parquet", ".npz"):
+                raise OutputError(f"{what} {path}: inside the pool folder it would be read as a shard; choose another folder")
+    check_outputs(outputs, inputs)
+    engine = _engine(engine_name)
+    try:
+        result = cluster_pool(
+            pool, out_json, k=k, embedding=embedding, assignments=assignments, seed=seed, niter=niter,
+            max_points_per_centroid=max_points_per_centroid, centroids_out=centroids_out,
+            centroids_from=centroids_from, engine=engine, init=init, nredo=nredo,
+            say=lambda msg: click.echo(msg, err=True),
+        )
+    except _ray_errors() as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        engine.close()
+    sizes = [c["size"] for c in result.clusters.values()]
+    wrote = [p for p in (out_json, assignments, centroids_out) if p]
+    click.echo(
+        f"clustered {result.rows:,} samples from {result.shards} shards ({embedding}, {result.dim}-d) into"
+        f" {len(sizes)} clusters (sizes {min(sizes)}-{max(sizes)}), inertia {result.inertia:.6g}"
+        f" [{engine_name}{': ' + engine.where if engine_name == 'ray' else ''}]; wrote {', '.join(wrote)}"
+    )
+    click.echo("seconds: " + ", ".join(f"{phase} {t:.2f}" for phase, t in result.seconds.items()), err=True)
 
 
 def _default_against(store: Any, target: dict[str, Any]) -> str:
@@ -821,9 +913,11 @@ def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bo
                    " (cut: the score at rank ceil(F x pool size); ties kept). DataComp's baseline is 0.3.")
 @click.option("--score-column", default=None, metavar="NAME",
               help="The score column a cut reads (default clip_l14_similarity_score).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Run the export in this process, or as Ray tasks (RAY_ADDRESS, else a local Ray); same file.")
 def export_uids_cmd(
     db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool,
-    clip_min: float | None, clip_top: float | None, score_column: str | None,
+    clip_min: float | None, clip_top: float | None, score_column: str | None, engine: str = "local",
 ) -> None:
     """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines)."""
     from clusterqc.export import TEMP_SUFFIX
@@ -841,7 +935,10 @@ def export_uids_cmd(
         check_outputs([("--out", out), ("manifest", manifest)], [("--assignments", assignments)],
                       resolve_db_path(db))
         with _existing_store(db) as store:
-            result = build_subset(store, assignments, keep, include_unreviewed, cut=cut)
+            if engine == "ray":
+                result = _subset_on_ray(store, assignments, keep, include_unreviewed, cut)
+            else:
+                result = build_subset(store, assignments, keep, include_unreviewed, cut=cut)
             info = manifest_bytes(subset_manifest(store, result, assignments, out, keep, include_unreviewed))
         _clean_stale(Path(out), TEMP_SUFFIX)
         save_uids(result.uids, out)  # the manifest is already encoded: nothing can fail between the two
@@ -921,6 +1018,21 @@ def pool_profile_cmd(db: str | None, assignments: str, score_column: str | None)
         f"CLIP-30% baseline: score >= {p['baseline_cut']:.6g} keeps {p['baseline_samples']:,}"
         f" ({p['baseline_samples'] / p['samples']:.1%} of the pool)"
     )
+
+
+def _subset_on_ray(
+    store: Store, assignments: str, keep: tuple[str, ...], include_unreviewed: bool, cut: Any = None
+) -> Any:
+    """export-uids --engine ray: clusterqc.pool.subset over the Ray engine (the same bytes as local)."""
+    from clusterqc.pool.subset import build_subset_on
+
+    ray_engine = _engine("ray")
+    try:
+        return build_subset_on(ray_engine, store, assignments, keep, include_unreviewed, cut=cut)
+    except _ray_errors() as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        ray_engine.close()
 
 
 def main() -> None:
