@@ -599,6 +599,27 @@ def import_proposals_cmd(path: str, judge_name: str, db: str | None) -> None:
     )
 
 
+@cli.command("import-decisions")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--reviewer", required=True, help="Who made these decisions (stored as their reviewer name).")
+@db_option
+def import_decisions_cmd(path: str, reviewer: str, db: str | None) -> None:
+    """Import labels made elsewhere: CSV or JSONL with cluster_id, label (Acceptable or
+    Unacceptable) and an optional note. All rows or none; a row already standing is skipped."""
+    from clusterqc.import_decisions import import_decisions
+    from clusterqc.ingest import IngestError
+
+    try:
+        with _existing_store(db) as store:
+            summary = import_decisions(store, path, reviewer)
+    except (IngestError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    click.echo(
+        f"imported {_plural(summary.added, 'decision')} by {reviewer.strip()!r} from {path}"
+        f" ({summary.unchanged} already standing)"
+    )
+
+
 # --- agreement and export (issue 5)
 
 

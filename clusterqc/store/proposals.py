@@ -25,6 +25,7 @@ def _proposal_from_row(row: sqlite3.Row) -> Proposal:
         completion_tokens=row["completion_tokens"],
         id=row["id"],
         created_at=row["created_at"],
+        confidence=row["confidence"],
     )
 
 
@@ -45,8 +46,8 @@ class ProposalTable(Connection):
     def _insert_proposal(conn: sqlite3.Connection, p: Proposal) -> int | None:
         cur = conn.execute(
             "INSERT OR IGNORE INTO proposals (cluster_id, judge, prompt_version, verdict, reason, raw,"
-            " parse_error, latency_s, prompt_tokens, completion_tokens, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " parse_error, latency_s, prompt_tokens, completion_tokens, created_at, confidence)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 p.cluster_id,
                 p.judge,
@@ -59,6 +60,7 @@ class ProposalTable(Connection):
                 p.prompt_tokens,
                 p.completion_tokens,
                 p.created_at or utcnow(),
+                p.confidence,
             ),
         )
         return cur.lastrowid if cur.rowcount else None

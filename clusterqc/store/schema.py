@@ -174,3 +174,15 @@ def m004_browse_filter_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX proposals_unparsed ON proposals (cluster_id) WHERE verdict IS NULL")
     db.execute("CREATE INDEX labels_disagree ON labels (cluster_id) WHERE agrees = 0")
 
+
+
+@migrations()
+def m007_learned_judge(db: sqlite_utils.Database) -> None:
+    """The learned judge (issue 15): a proposal can carry how sure its judge is.
+
+    `confidence` is the judge's probability for the verdict it proposes (0.5-1; NULL for judges
+    that give none). The "least certain first" queue sorts by it, so the newest learned
+    proposal of a cluster must be one index step away: (cluster_id, judge, id).
+    """
+    db.execute("ALTER TABLE proposals ADD COLUMN confidence REAL")
+    db.execute("CREATE INDEX proposals_cluster_judge ON proposals (cluster_id, judge, id)")
