@@ -228,6 +228,13 @@ class DecisionTable(Connection):
 
         self._write(write)
 
+    def decisions_since(self, since: str | None) -> int:
+        """Verdicts appended after `since` (an ISO time; None: all of them), undos not counted."""
+        return self._one(
+            "SELECT count(*) FROM decisions WHERE action = 'decide' AND (:since IS NULL OR created_at > :since)",
+            {"since": since},
+        )[0]
+
     def reviewers(self) -> list[str]:
         return [r[0] for r in self._all("SELECT DISTINCT reviewer FROM decisions ORDER BY reviewer")]
 

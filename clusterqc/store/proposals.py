@@ -146,6 +146,10 @@ class ProposalTable(Connection):
             )
         ]
 
+    def newest_proposal_time(self, judge: str) -> str | None:
+        """When `judge` last stored a proposal (the learned judge: when it was last trained)."""
+        return self._one("SELECT max(created_at) FROM proposals WHERE judge = ?", (judge,))[0]
+
     def has_proposals(self) -> bool:
         """Whether any judge has answered yet (the Review page offers the offline judge if not)."""
         return bool(self._one("SELECT EXISTS (SELECT 1 FROM proposals)")[0])

@@ -45,10 +45,28 @@ _UNCERTAINTY = (
     "((SELECT count(DISTINCT p.verdict) FROM proposals p WHERE p.cluster_id = c.id)"
     " + (SELECT count(*) > 0 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict IS NULL))"
 )
+# The learned judge (issue 15): its newest proposal per cluster, one step of proposals_cluster_judge.
+LEARNED_JUDGE = "learned"
+_NEWEST_LEARNED = (
+    "(SELECT p.{col} FROM proposals p WHERE p.cluster_id = c.id AND p.judge = '" + LEARNED_JUDGE + "'"
+    " ORDER BY p.id DESC LIMIT 1)"
+)
+# The newest parsed answer of an LLM (any judge but the offline and the learned one).
+_NEWEST_LLM_VERDICT = (
+    "(SELECT p.verdict FROM proposals p WHERE p.cluster_id = c.id AND p.verdict IS NOT NULL"
+    " AND p.judge NOT IN ('offline', '" + LEARNED_JUDGE + "') ORDER BY p.id DESC LIMIT 1)"
+)
+QUEUE_FILTERS["learned_vs_llm"] = (
+    _NEEDS_ME + f" AND {_NEWEST_LEARNED.format(col='verdict')} != {_NEWEST_LLM_VERDICT}"
+)
 QUEUE_SORTS: dict[str, str] = {
     "id": "c.nkey",
     "size": "c.size DESC, c.nkey",  # SQLite sorts NULL lowest: unknown sizes come last
     "uncertainty": f"{_UNCERTAINTY} DESC, c.nkey",
+    # Active review: the learned judge's confidence nearest 0.5 first (no learned proposal:
+    # last), then the clusters the judges disagree on, then id.
+    "least_certain": f"{_NEWEST_LEARNED.format(col='confidence')} IS NULL,"
+    f" {_NEWEST_LEARNED.format(col='confidence')}, {_UNCERTAINTY} DESC, c.nkey",
 }
 
 
