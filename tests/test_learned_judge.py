@@ -274,3 +274,40 @@ def test_learned_judge_fits_the_batch_runner(labelled_store) -> None:
     cid = sorted(model.labels)[0]
     p = model.oof[cid]
     assert stored[cid].confidence == pytest.approx(max(p, 1 - p), abs=1e-6)
+
+
+def test_offline_signals_read_back_from_stored_answers_are_identical(datacomp) -> None:
+    """The learned judge reads the offline judge's stored evidence instead of recomputing it:
+    the numbers must be the same as computing them, for every kind of caption."""
+    from clusterqc.judges.offline import OfflineJudge, cluster_features
+
+    clusters, _ = datacomp
+    kinds = [json.loads(line)["caption"] for line in (FIXTURES / "datacomp_small_captions.jsonl").open(encoding="utf-8")]
+    hostile = [Cluster(f"H{i}", tuple(Sample(t) for t in kinds[i : i + 5]), tuple(Sample(t) for t in kinds[i + 5 : i + 10]))
+               for i in range(0, len(kinds) - 10)]
+    hostile.append(Cluster("dupes", tuple(Sample("IMG_0001.jpg") for _ in range(5)),
+                           tuple(Sample(t) for t in ["porn nude", "xxx", "", "www.example.com", "caf\u00c3\u00a9 &amp;"])))
+    judge = OfflineJudge()
+    for cluster in clusters[:80] + hostile:
+        computed = learned.offline_signals(cluster_features(cluster))
+        assert learned.offline_signals_from_raw(judge.judge(cluster).raw) == pytest.approx(computed), cluster.id
+    assert learned.offline_signals_from_raw("not json") is None
+
+
+def test_proposals_are_the_same_with_and_without_stored_offline_answers(tmp_path: Path, datacomp) -> None:
+    from clusterqc.propose import make_judge, run_batch
+
+    clusters, labels = datacomp
+    probs = []
+    for name, offline_first in (("plain", False), ("offline", True)):
+        store = Store(tmp_path / f"{name}.db")
+        store.import_clusters(clusters[:70])
+        store.decide_many("ann", [(c.id, Verdict(labels[c.id]), "") for c in clusters[:30]])
+        if offline_first:
+            run_batch(store, make_judge("offline"), concurrency=1)
+        learned.train_and_propose(store)
+        probs.append({p.cluster_id: (p.verdict, p.confidence) for p in store.proposals(judge="learned")})
+    assert probs[0].keys() == probs[1].keys() and len(probs[0]) == 70
+    for cid in probs[0]:
+        assert probs[0][cid][0] == probs[1][cid][0]
+        assert probs[0][cid][1] == pytest.approx(probs[1][cid][1], abs=1e-9)

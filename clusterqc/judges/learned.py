@@ -116,20 +116,57 @@ def _script_shares(text: str) -> dict[str, float]:
     return shares
 
 
-def signal_features(cluster: Cluster) -> dict[str, float]:
-    """The offline judge's evidence as numbers (its own functions), plus scripts and stats."""
-    found = offline.cluster_features(cluster)
+def offline_signals(found: offline.ClusterFeatures) -> dict[str, float]:
+    """The offline judge's evidence for one cluster as numbers."""
     n = max(len(found.samples), 1)
-    text = cluster_text(cluster)
-    lengths = [len(s.text) for s in cluster.samples] or [0]
     out: dict[str, float] = {f"share_{flag}": found.count(flag) / n for flag in _SIGNAL_FLAGS}
     out["share_explicit"] = found.count("explicit") / n
     out["share_duplicates"] = found.duplicates / n
     out["lexical_diversity"] = found.lexical_diversity
     out["median_words"] = math.log1p(found.median_words)
-    out["mean_chars"] = math.log1p(sum(lengths) / len(lengths))
     out["offline_score"] = found.score
-    out.update(_script_shares(text))
+    return out
+
+
+# The offline judge's per-sample hint texts (SampleFeatures.hints) for each flag.
+_HINTS = {"file_name": "file name", "placeholder": "placeholder", "url": "URL", "empty": "empty",
+          "garbled": "mojibake / replacement characters", "html_entities": "HTML entities"}
+_UNUSABLE = {_HINTS[k] for k in ("file_name", "placeholder", "url", "empty", "garbled")}
+
+
+def offline_signals_from_raw(raw: str) -> dict[str, float] | None:
+    """The same numbers as `offline_signals`, read back from a stored offline proposal's raw JSON.
+
+    The offline judge costs 1.5-2 ms a cluster (bench/RESULTS.md), which alone would put
+    100,000 proposals at minutes; when the offline judge has already answered (the app runs it
+    on first start), its stored evidence is read instead. tests/test_learned_judge.py checks
+    that both give identical numbers. None when the raw text is not the offline judge's JSON.
+    """
+    try:
+        data = json.loads(raw)
+        hints = [set(h) for h in data["hints"]]
+        n = max(len(hints), 1)
+        out = {f"share_{flag}": sum(text in h for h in hints) / n for flag, text in _HINTS.items()}
+        out["share_unusable"] = sum(bool(h & _UNUSABLE) for h in hints) / n
+        out["share_explicit"] = sum(any(t.startswith("explicit term:") for t in h) for h in hints) / n
+        out["share_duplicates"] = sum(
+            any(t.startswith("duplicate of #") or t == "has near-duplicates" for t in h) for h in hints) / n
+        out["lexical_diversity"] = float(data["lexical_diversity"])
+        out["median_words"] = math.log1p(float(data["median_words"]))
+        out["offline_score"] = float(data["score"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return out
+
+
+def signal_features(cluster: Cluster, offline_raw: str | None = None) -> dict[str, float]:
+    """The offline judge's evidence as numbers (its own functions, or its stored answer's
+    `offline_raw`), plus caption length, scripts, size and stats."""
+    signals = offline_signals_from_raw(offline_raw) if offline_raw else None
+    out = signals if signals is not None else offline_signals(offline.cluster_features(cluster))
+    lengths = [len(s.text) for s in cluster.samples] or [0]
+    out["mean_chars"] = math.log1p(sum(lengths) / len(lengths))
+    out.update(_script_shares(cluster_text(cluster)))
     out["size"] = math.log1p(cluster.size) if cluster.size is not None else math.nan
     out.update(stats_features(cluster))
     return out
@@ -159,7 +196,8 @@ _CHARS = HashingVectorizer(analyzer="char", ngram_range=DEFAULT_NGRAMS["char"], 
                            alternate_sign=False, norm=None, dtype=np.float32)
 
 
-def feature_matrix(clusters: Sequence[Cluster], numeric: Sequence[str] | None = None) -> tuple[sp.csr_matrix, list[str]]:
+def feature_matrix(clusters: Sequence[Cluster], numeric: Sequence[str] | None = None,
+                   offline_raws: dict[str, str] | None = None) -> tuple[sp.csr_matrix, list[str]]:
     """One sparse row per cluster: word and char n-gram counts, then the numeric signals.
 
     The n-gram counts are hashed (stateless, so computing them once for all training clusters
@@ -168,7 +206,8 @@ def feature_matrix(clusters: Sequence[Cluster], numeric: Sequence[str] | None = 
     column set, so stats help where present and never break where absent. `numeric` fixes
     the columns (the ones seen in training); returns the matrix and those column names.
     """
-    rows = [signal_features(c) for c in clusters]
+    raws = offline_raws or {}
+    rows = [signal_features(c, raws.get(c.id)) for c in clusters]
     names = list(numeric) if numeric is not None else sorted({k for r in rows for k in r})
     values = np.array([[r.get(k, math.nan) for k in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
     missing = ~np.isfinite(values)
@@ -207,7 +246,8 @@ def build_pipeline(columns: np.ndarray, settings: Settings = DEFAULT_SETTINGS) -
     )
     # liblinear's dual form: with far more n-gram features than labelled clusters it solves in
     # the number of labels, 20x faster than the primal at 200 labels x 70,000 features.
-    model = LogisticRegression(C=settings.C, class_weight="balanced", max_iter=5_000, solver="liblinear", dual=True)
+    model = LogisticRegression(C=settings.C, class_weight="balanced", max_iter=5_000, solver="liblinear", dual=True,
+                               random_state=settings.seed)  # liblinear shuffles: seeded, runs repeat exactly
     return Pipeline([("features", transformers), ("model", model)])
 
 
@@ -259,11 +299,11 @@ class TrainedModel:
         acc = sum(v == Verdict.ACCEPTABLE.value for v in self.labels.values())
         return acc, len(self.labels) - acc
 
-    def predict(self, clusters: Sequence[Cluster]) -> np.ndarray:
+    def predict(self, clusters: Sequence[Cluster], offline_raws: dict[str, str] | None = None) -> np.ndarray:
         """P(Unacceptable) per cluster from the model fitted on every label."""
         if not clusters:
             return np.zeros(0)
-        matrix, _ = feature_matrix(clusters, self.numeric)
+        matrix, _ = feature_matrix(clusters, self.numeric, offline_raws)
         proba = self.pipeline.predict_proba(matrix[:, self.columns])
         return proba[:, list(self.pipeline.classes_).index(POSITIVE)]
 
@@ -282,7 +322,7 @@ class TrainedModel:
 
 
 def train(clusters: Sequence[Cluster], labels: dict[str, str], settings: Settings = DEFAULT_SETTINGS,
-          n_boot: int = 1000) -> TrainedModel:
+          n_boot: int = 1000, offline_raws: dict[str, str] | None = None) -> TrainedModel:
     """Fit on `labels` (cluster id -> verdict); out-of-fold probabilities for every labelled cluster."""
     check_enough(labels)
     started = time.perf_counter()
@@ -293,7 +333,7 @@ def train(clusters: Sequence[Cluster], labels: dict[str, str], settings: Setting
     ids = sorted(labels)
     train_clusters = [by_id[cid] for cid in ids]
     y = np.array([labels[cid] for cid in ids])
-    matrix, numeric = feature_matrix(train_clusters)
+    matrix, numeric = feature_matrix(train_clusters, offline_raws=offline_raws)
     columns = used_columns(matrix, len(numeric))
     matrix = matrix[:, columns]
     folds = min(settings.folds, int(min(np.sum(y == POSITIVE), np.sum(y != POSITIVE))))
@@ -324,7 +364,12 @@ def train_from_store(store: Store, settings: Settings = DEFAULT_SETTINGS) -> Tra
     """Train on the store's agreed labels (refusing, in one line, when there are too few)."""
     labels = training_labels(store)
     check_enough(labels)
-    return train(list(store.iter_clusters(list(labels))), labels, settings)
+    return train(list(store.iter_clusters(list(labels))), labels, settings, offline_raws=_offline_raws(store, labels))
+
+
+def _offline_raws(store: Store, ids: Iterable[str]) -> dict[str, str]:
+    """The offline judge's stored answers for these clusters (current offline version only)."""
+    return store.proposal_raws(offline.NAME, offline.PROMPT_VERSION, ids)
 
 
 # --------------------------------------------------------------------------- proposing
@@ -399,7 +444,8 @@ def propose_all(store: Store, model: TrainedModel, ids: Iterable[str] | None = N
     for start in range(0, len(pending), CHUNK):
         chunk = list(store.iter_clusters(pending[start : start + CHUNK]))
         fresh = [c for c in chunk if c.id not in model.oof]
-        probs = dict(zip((c.id for c in fresh), map(float, model.predict(fresh))))
+        raws = _offline_raws(store, [c.id for c in fresh])
+        probs = dict(zip((c.id for c in fresh), map(float, model.predict(fresh, raws))))
         proposals = [
             make_proposal(model, c.id, model.oof[c.id], True) if c.id in model.oof
             else make_proposal(model, c.id, probs[c.id], False)

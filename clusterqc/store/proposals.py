@@ -146,6 +146,17 @@ class ProposalTable(Connection):
             )
         ]
 
+    def proposal_raws(self, judge: str, prompt_version: str, ids: Iterable[str]) -> dict[str, str]:
+        """cluster id -> raw answer of this judge and prompt version, for the given clusters."""
+        return {
+            r[0]: r[1]
+            for r in self._all(
+                "SELECT cluster_id, raw FROM proposals WHERE judge = ? AND prompt_version = ?"
+                " AND cluster_id IN (SELECT value FROM json_each(?))",
+                (judge, prompt_version, json.dumps(list(ids))),
+            )
+        }
+
     def newest_proposal_time(self, judge: str) -> str | None:
         """When `judge` last stored a proposal (the learned judge: when it was last trained)."""
         return self._one("SELECT max(created_at) FROM proposals WHERE judge = ?", (judge,))[0]
