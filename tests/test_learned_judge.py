@@ -311,3 +311,18 @@ def test_proposals_are_the_same_with_and_without_stored_offline_answers(tmp_path
     for cid in probs[0]:
         assert probs[0][cid][0] == probs[1][cid][0]
         assert probs[0][cid][1] == pytest.approx(probs[1][cid][1], abs=1e-9)
+
+
+def test_char_ngrams_count_what_scikit_learns_analyzer_produces() -> None:
+    """The numpy n-gram hasher sees exactly the n-grams of HashingVectorizer(analyzer="char")."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    texts = ["Ab  c\nde", "x", "", "IMG_0001.jpg\nIMG_0002.jpg", "日本語 テキスト\t😀", "caf\u00e9 \x00 nul"]
+    ours = learned.char_ngram_counts(texts)
+    theirs = HashingVectorizer(analyzer="char", ngram_range=(2, 4), n_features=learned.HASH_FEATURES,
+                               alternate_sign=False, norm=None).transform([t.replace("\x00", " ") for t in texts])
+    assert ours.shape == theirs.shape
+    assert ours.sum(axis=1).A1.tolist() == theirs.sum(axis=1).A1.tolist()
+    # Same text, same buckets; different texts share few buckets.
+    again = learned.char_ngram_counts(["ab  c\nde"])
+    assert (again[0] != ours[0]).nnz == 0

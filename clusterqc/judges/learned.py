@@ -55,7 +55,7 @@ from clusterqc.model import Cluster, Proposal, Verdict
 from clusterqc.store import Store
 
 NAME = "learned"
-FEATURES_VERSION = "learned-features-v1"  # bump whenever a feature below changes
+FEATURES_VERSION = "learned-features-v2"  # bump whenever a feature below changes
 MIN_LABELS = 10
 MIN_PER_CLASS = 3
 MAX_FOLDS = 5
@@ -90,30 +90,12 @@ class NotEnoughLabels(ValueError):
 
 # --------------------------------------------------------------------------- features
 
-_SCRIPTS = {
-    "latin": re.compile(r"[A-Za-z\u00c0-\u024f]"),
-    "cjk": re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]"),
-    "cyrillic": re.compile(r"[\u0400-\u04ff]"),
-    "arabic_hebrew": re.compile(r"[\u0590-\u06ff]"),
-}
-_LETTER = re.compile(r"[^\W\d_]")
-_DIGIT = re.compile(r"\d")
 _SIGNAL_FLAGS = ("file_name", "placeholder", "url", "empty", "garbled", "html_entities", "unusable")
 
 
 def cluster_text(cluster: Cluster) -> str:
     """What the TF-IDF vectorisers read: every caption (cut to MAX_CAPTION_CHARS), one per line."""
     return "\n".join(s.text[:MAX_CAPTION_CHARS] for s in cluster.samples)
-
-
-def _script_shares(text: str) -> dict[str, float]:
-    """Share of letters in each script: a cluster of mixed or non-Latin scripts reads differently."""
-    letters = len(_LETTER.findall(text))
-    shares = {f"script_{name}": len(rx.findall(text)) / letters if letters else 0.0 for name, rx in _SCRIPTS.items()}
-    shares["script_other"] = max(0.0, 1.0 - sum(shares.values())) if letters else 0.0
-    shares["scripts_used"] = float(sum(v >= 0.1 for v in shares.values()))
-    shares["digit_share"] = len(_DIGIT.findall(text)) / max(len(text), 1)
-    return shares
 
 
 def offline_signals(found: offline.ClusterFeatures) -> dict[str, float]:
@@ -161,12 +143,11 @@ def offline_signals_from_raw(raw: str) -> dict[str, float] | None:
 
 def signal_features(cluster: Cluster, offline_raw: str | None = None) -> dict[str, float]:
     """The offline judge's evidence as numbers (its own functions, or its stored answer's
-    `offline_raw`), plus caption length, scripts, size and stats."""
+    `offline_raw`), plus caption length, size and stats (scripts: `script_shares`)."""
     signals = offline_signals_from_raw(offline_raw) if offline_raw else None
     out = signals if signals is not None else offline_signals(offline.cluster_features(cluster))
     lengths = [len(s.text) for s in cluster.samples] or [0]
     out["mean_chars"] = math.log1p(sum(lengths) / len(lengths))
-    out.update(_script_shares(cluster_text(cluster)))
     out["size"] = math.log1p(cluster.size) if cluster.size is not None else math.nan
     out.update(stats_features(cluster))
     return out
@@ -192,8 +173,79 @@ def stats_features(cluster: Cluster) -> dict[str, float]:
 
 _WORDS = HashingVectorizer(analyzer="word", ngram_range=DEFAULT_NGRAMS["word"], n_features=HASH_FEATURES,
                            alternate_sign=False, norm=None, dtype=np.float32)
-_CHARS = HashingVectorizer(analyzer="char", ngram_range=DEFAULT_NGRAMS["char"], n_features=HASH_FEATURES,
-                           alternate_sign=False, norm=None, dtype=np.float32)
+_SPACES = re.compile(r"\s\s+")
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
+_STEP = np.uint64(1_000_003)
+_HASH_BITS = np.uint64(64 - HASH_FEATURES.bit_length() + 1)
+
+
+def _code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All texts as one array of code points (lower-cased, whitespace runs as one space),
+    NUL between texts; with each position's text index and the separator mask."""
+    cleaned = [_SPACES.sub(" ", t.replace("\x00", " ").lower()) for t in texts]
+    points = np.frombuffer("\x00".join(cleaned).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    breaks = points == 0
+    return points, np.cumsum(breaks), breaks
+
+
+def char_ngram_counts(texts: Sequence[str], ngrams: tuple[int, int] = DEFAULT_NGRAMS["char"],
+                      points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
+    """Hashed character n-gram counts (lower-cased, runs of whitespace as one space), in numpy.
+
+    The same features as HashingVectorizer(analyzer="char"), but the n-grams of a whole chunk
+    are hashed as arrays of code points instead of one Python string slice at a time: 5x
+    faster, and that was half the cost of proposing. Rows are `texts`, columns HASH_FEATURES
+    buckets; an n-gram never spans two texts.
+    """
+    cps, doc, breaks = points if points is not None else _code_points(texts)
+    before = np.concatenate([[0], np.cumsum(breaks)])  # separators before each position
+    rows, cols = [], []
+    for n in range(ngrams[0], ngrams[1] + 1):
+        width = len(cps) - n + 1
+        if width <= 0:
+            continue
+        h = np.full(width, np.uint64(n))
+        for k in range(n):
+            h = h * _STEP + cps[k : k + width]
+        inside = (before[n : n + width] - before[1 : 1 + width] == 0) & ~breaks[:width]
+        rows.append(doc[:width][inside])
+        cols.append(((h[inside] * _MIX) >> _HASH_BITS).astype(np.int64))
+    row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    return sp.csr_matrix((np.ones(len(row), dtype=np.float32), (row, col)), shape=(len(texts), HASH_FEATURES))
+
+
+# Code point ranges of the scripts a DataComp caption is written in (ranges, not Unicode
+# categories, so a chunk's shares are a few numpy comparisons).
+_SCRIPT_RANGES = {
+    "latin": ((0x41, 0x5A), (0x61, 0x7A), (0xC0, 0x24F)),
+    "cjk": ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF)),
+    "cyrillic": ((0x400, 0x4FF),),
+    "arabic_hebrew": ((0x590, 0x6FF),),
+}
+_NOT_LETTERS = ((0x2000, 0x2BFF), (0x3000, 0x303F), (0xFE00, 0xFE6F), (0xFF00, 0xFF20), (0x1F000, 0x10FFFF))
+
+
+def _in_ranges(cps: np.ndarray, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
+    mask = np.zeros(len(cps), dtype=bool)
+    for lo, hi in ranges:
+        mask |= (cps >= lo) & (cps <= hi)
+    return mask
+
+
+def script_shares(n_texts: int, points: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per text: the share of its letters in each script, how many scripts it mixes (>= 10%),
+    and its share of digits. A cluster of mixed or non-Latin scripts reads differently."""
+    cps, doc, breaks = points
+    count = lambda mask: np.bincount(doc[mask], minlength=n_texts).astype(np.float64)  # noqa: E731
+    length = count(~breaks)
+    letters = count(_in_ranges(cps, _SCRIPT_RANGES["latin"]) | ((cps >= 0xC0) & ~_in_ranges(cps, _NOT_LETTERS)))
+    safe = np.maximum(letters, 1.0)
+    out = {f"script_{name}": count(_in_ranges(cps, ranges)) / safe for name, ranges in _SCRIPT_RANGES.items()}
+    out["script_other"] = np.clip(1.0 - sum(out.values()), 0.0, 1.0) * (letters > 0)
+    out["scripts_used"] = sum((v >= 0.1).astype(np.float64) for v in out.values())
+    out["digit_share"] = count((cps >= 0x30) & (cps <= 0x39)) / np.maximum(length, 1.0)
+    return out
 
 
 def feature_matrix(clusters: Sequence[Cluster], numeric: Sequence[str] | None = None,
@@ -207,13 +259,18 @@ def feature_matrix(clusters: Sequence[Cluster], numeric: Sequence[str] | None = 
     the columns (the ones seen in training); returns the matrix and those column names.
     """
     raws = offline_raws or {}
+    texts = [cluster_text(c) for c in clusters]
+    points = _code_points(texts)
     rows = [signal_features(c, raws.get(c.id)) for c in clusters]
+    for name, values in script_shares(len(texts), points).items():
+        for row, value in zip(rows, values.tolist()):
+            row[name] = value
     names = list(numeric) if numeric is not None else sorted({k for r in rows for k in r})
     values = np.array([[r.get(k, math.nan) for k in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
     missing = ~np.isfinite(values)
     dense = np.hstack([np.where(missing, 0.0, values), missing.astype(np.float64)])
-    texts = [cluster_text(c) for c in clusters]
-    matrix = sp.hstack([_WORDS.transform(texts), _CHARS.transform(texts), sp.csr_matrix(dense)], format="csr")
+    matrix = sp.hstack([_WORDS.transform(texts), char_ngram_counts(texts, points=points), sp.csr_matrix(dense)],
+                       format="csr")
     return matrix, names
 
 
