@@ -61,7 +61,7 @@ def _text(path: str) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise IngestError(path, f"line {line}", "not valid UTF-8; save the file as UTF-8") from None
-    return text[1:] if text.startswith("\ufeff") else text
+    return text.removeprefix("\ufeff")
 
 
 def _is_jsonl(path: str, text: str) -> bool:

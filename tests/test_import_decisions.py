@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import marked_clusters
 
 from clusterqc.cli import cli
 from clusterqc.import_decisions import import_decisions
 from clusterqc.ingest import IngestError
 from clusterqc.model import Verdict
 from clusterqc.store import Store
-from conftest import marked_clusters
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -59,7 +59,7 @@ def test_csv_import_derives_labels_exactly_as_single_decisions(db: Path, tmp_pat
         store.decide("Cluster_5", "ann", Verdict.ACCEPTABLE, note="earlier")
         for cid, verdict, note in rows:
             store.decide(cid, "bob", Verdict.parse(verdict), note=note)
-    strip = lambda labels: [(l["cluster_id"], l["reviewer"], l["verdict"], l["note"]) for l in labels]  # noqa: E731
+    strip = lambda labels: [(l["cluster_id"], l["reviewer"], l["verdict"], l["note"]) for l in labels]
     with Store(db) as a, Store(twin) as b:
         assert sorted(strip(a.labels())) == sorted(strip(b.labels()))
         assert [(r[0], r[1]) for r in snapshot(db)[2]] == [(r[0], r[1]) for r in snapshot(twin)[2]]

@@ -271,7 +271,7 @@ def test_learned_judge_fits_the_batch_runner(labelled_store) -> None:
     result = run_batch(store, learned.LearnedJudge(model), concurrency=2)
     assert result.progress.proposed == 80 and result.progress.failed == 0
     stored = {p.cluster_id: p for p in store.proposals(judge="learned")}
-    cid = sorted(model.labels)[0]
+    cid = min(model.labels)
     p = model.oof[cid]
     assert stored[cid].confidence == pytest.approx(max(p, 1 - p), abs=1e-6)
 
@@ -284,7 +284,7 @@ def test_offline_signals_read_back_from_stored_answers_are_identical(datacomp) -
     clusters, _ = datacomp
     kinds = [json.loads(line)["caption"] for line in (FIXTURES / "datacomp_small_captions.jsonl").open(encoding="utf-8")]
     hostile = [Cluster(f"H{i}", tuple(Sample(t) for t in kinds[i : i + 5]), tuple(Sample(t) for t in kinds[i + 5 : i + 10]))
-               for i in range(0, len(kinds) - 10)]
+               for i in range(len(kinds) - 10)]
     hostile.append(Cluster("dupes", tuple(Sample("IMG_0001.jpg") for _ in range(5)),
                            tuple(Sample(t) for t in ["porn nude", "xxx", "", "www.example.com", "caf\u00c3\u00a9 &amp;"])))
     judge = OfflineJudge()

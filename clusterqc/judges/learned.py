@@ -5,16 +5,17 @@ Why it is built this way:
   What every curator has after an hour is a few dozen decisions; a small local model trained
   on them proposes the other clusters as this curator would (FineWeb-Edu's classifier on LLM
   labels, Prodigy's textcat.teach are the models).
-- Features per cluster: TF-IDF word and character n-grams over its samples; the offline
-  judge's signals, computed by the offline judge's own functions (file-name share,
+- Features per cluster: TF-IDF word and character n-grams over its samples (hashed, so the
+  counts are computed once per training set); the offline judge's signals, computed by the
+  offline judge's own functions or read back from its stored answer (file-name share,
   placeholders, duplicates, lexical diversity, caption length) plus the share of each script;
   and the cluster's numbers where present (size, and any numeric field of a `stats` object,
-  e.g. CLIP scores), missing values imputed with an indicator so a stat that some clusters
-  lack never breaks training or proposing.
+  e.g. CLIP scores): a value a cluster lacks is 0 with a missing-indicator set, so a stat
+  that some clusters lack never breaks training or proposing.
 - The classifier is scikit-learn's logistic regression with balanced classes: it trains on
-  1,000 labels in about a second and gives calibrated-enough probabilities for the "least
-  certain first" queue. Every transform is fitted inside each cross-validation fold (one
-  sklearn Pipeline), so the vocabulary and scaling never see a held-out label.
+  1,000 labels in seconds and gives probabilities for the "least certain first" queue. Every
+  fitted step (idf weights, scaling, the model) is fitted inside each cross-validation fold
+  (one sklearn Pipeline), so nothing fitted ever sees a held-out label.
 - Honest agreement: a cluster in its own training set gets its out-of-fold (k-fold)
   prediction, never the prediction of a model that saw its label; the training reports the
   cross-validated kappa with a bootstrap interval (clusterqc.metrics).
@@ -237,7 +238,7 @@ def script_shares(n_texts: int, points: tuple[np.ndarray, np.ndarray, np.ndarray
     """Per text: the share of its letters in each script, how many scripts it mixes (>= 10%),
     and its share of digits. A cluster of mixed or non-Latin scripts reads differently."""
     cps, doc, breaks = points
-    count = lambda mask: np.bincount(doc[mask], minlength=n_texts).astype(np.float64)  # noqa: E731
+    count = lambda mask: np.bincount(doc[mask], minlength=n_texts).astype(np.float64)
     length = count(~breaks)
     letters = count(_in_ranges(cps, _SCRIPT_RANGES["latin"]) | ((cps >= 0xC0) & ~_in_ranges(cps, _NOT_LETTERS)))
     safe = np.maximum(letters, 1.0)
