@@ -224,6 +224,16 @@ def test_least_certain_sort_orders_by_probability(tmp_path: Path) -> None:
         "Cluster_1", "Cluster_3", "Cluster_4", "Cluster_2", "Cluster_0",  # |p - 0.5| ascending
         "Cluster_5", "Cluster_6",  # no learned proposal: last, by id
     ]
+    # The filter still applies: a cluster I decided is not handed to me again; a colleague's
+    # hold is respected; under "all" the decided one is back.
+    store.decide("Cluster_1", "rev", U)
+    assert queue_order(store, "least_certain")[0] == "Cluster_3"
+    assert store.next_cluster("colleague", sort="least_certain") == "Cluster_3"
+    assert store.next_cluster("rev", sort="least_certain") == "Cluster_4"
+    store.release_holds("rev")
+    store.release_holds("colleague")
+    assert store.peek_cluster("all", sort="least_certain") == "Cluster_1"
+    store.undo_last("rev")
     # Ties on confidence: the cluster whose judges disagree comes first.
     add_learned(store, "Cluster_5", 0.52)
     store.add_proposal(Proposal("Cluster_5", "gpt", "p1", A, "r"))

@@ -181,8 +181,9 @@ def m007_learned_judge(db: sqlite_utils.Database) -> None:
     """The learned judge (issue 15): a proposal can carry how sure its judge is.
 
     `confidence` is the judge's probability for the verdict it proposes (0.5-1; NULL for judges
-    that give none). The "least certain first" queue sorts by it, so the newest learned
-    proposal of a cluster must be one index step away: (cluster_id, judge, id).
+    that give none). The "least certain first" queue walks (judge, confidence) in order and
+    checks each row is its cluster's newest learned proposal, one step of (cluster_id, judge, id).
     """
     db.execute("ALTER TABLE proposals ADD COLUMN confidence REAL")
     db.execute("CREATE INDEX proposals_cluster_judge ON proposals (cluster_id, judge, id)")
+    db.execute("CREATE INDEX proposals_judge_confidence ON proposals (judge, confidence)")
