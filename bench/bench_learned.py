@@ -98,8 +98,17 @@ def phase(name: str, db: Path) -> dict[str, float]:
         run = learned.propose_all(store, model)
         out["seconds"] = time.perf_counter() - start
         out["proposed"] = run.proposed
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mib"] = peak_rss_mib()
     return out
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak RSS: VmHWM (ru_maxrss would include the parent's peak, which
+    Linux carries over fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_phase(name: str, db: Path) -> dict[str, float]:
@@ -114,6 +123,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=100_000)
     parser.add_argument("--labels", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-only", action="store_true", help="Only the read baseline and training.")
     parser.add_argument("--phase", default=None)
     parser.add_argument("--db", type=Path, default=None)
     args = parser.parse_args()
@@ -125,15 +135,18 @@ def main() -> None:
         start = time.perf_counter()
         build(db, args.clusters, args.labels)
         print(f"built {args.clusters:,} clusters, {args.labels:,} labels in {time.perf_counter() - start:.1f} s", flush=True)
-        results: dict[str, list[dict[str, float]]] = {"baseline": [], "train": [], "propose_cold": [], "propose": []}
+        first = ("baseline", "train") if args.train_only else ("baseline", "train", "propose_cold")
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in first}
         for r in range(args.repeats):
-            for name in ("baseline", "train", "propose_cold"):
+            for name in first:
                 results[name].append(run_phase(name, db))
                 print(f"repeat {r + 1} {name}: {results[name][-1]}", flush=True)
-        print(f"setup: offline judge for every cluster: {run_phase('offline', db)}", flush=True)
-        for r in range(args.repeats):
-            results["propose"].append(run_phase("propose", db))
-            print(f"repeat {r + 1} propose: {results['propose'][-1]}", flush=True)
+        if not args.train_only:
+            print(f"setup: offline judge for every cluster: {run_phase('offline', db)}", flush=True)
+            results["propose"] = []
+            for r in range(args.repeats):
+                results["propose"].append(run_phase("propose", db))
+                print(f"repeat {r + 1} propose: {results['propose'][-1]}", flush=True)
     base = statistics.median(x["seconds"] for x in results["baseline"])
     print(f"\nload average now: {os.getloadavg()[0]:.1f}")
     for name, rows in results.items():
