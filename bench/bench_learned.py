@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-only", action="store_true", help="Only the read baseline and training.")
+    parser.add_argument("--no-cold", action="store_true", help="Skip propose_cold (minutes at 100,000).")
     parser.add_argument("--phase", default=None)
     parser.add_argument("--db", type=Path, default=None)
     args = parser.parse_args()
@@ -135,7 +136,7 @@ def main() -> None:
         start = time.perf_counter()
         build(db, args.clusters, args.labels)
         print(f"built {args.clusters:,} clusters, {args.labels:,} labels in {time.perf_counter() - start:.1f} s", flush=True)
-        first = ("baseline", "train") if args.train_only else ("baseline", "train", "propose_cold")
+        first = ("baseline", "train") if args.train_only or args.no_cold else ("baseline", "train", "propose_cold")
         results: dict[str, list[dict[str, float]]] = {name: [] for name in first}
         for r in range(args.repeats):
             for name in first:
