@@ -88,6 +88,11 @@ class _Commands(click.Group):
         except sqlite3.Error as exc:
             where = _opened[-1] if _opened else resolve_db_path(None)
             raise UserError(describe_error(where, exc)) from exc
+        except BrokenPipeError:
+            # The reader went away (`clusterqc ... | head`): not a problem of any file of ours.
+            # Point stdout at devnull so the interpreter's final flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a command cut off by a pipe
         except OSError as exc:
             raise UserError(_os_error_line(exc)) from exc
 
@@ -690,8 +695,9 @@ def _propose_errors() -> tuple[type[BaseException], ...]:
 
 @cli.command()
 @db_option
-@click.option("--judge", "judge_kind", type=click.Choice(["offline", "llm"]), default=None,
-              help="Who proposes (default: llm if an endpoint or key is configured, else offline).")
+@click.option("--judge", "judge_kind", type=click.Choice(["offline", "llm", "learned"]), default=None,
+              help="Who proposes (default: llm if an endpoint or key is configured, else offline);"
+                   " learned: a classifier trained on the curators' agreed labels.")
 @click.option("--model", default=None, help="Model name [env CLUSTERQC_MODEL; default gpt-4o-mini].")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 [env OPENAI_BASE_URL].")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME",
@@ -724,6 +730,9 @@ def propose(db: str | None, judge_kind: str | None, model: str | None, base_url:
                                   max_tokens=max_tokens, temperature=temperature, max_retries=max_retries,
                                   rpm=rpm, tpm=tpm)
         kind = judge_kind or ("llm" if config.configured else "offline")
+        if kind == "learned":
+            _run_learned(db, dry_run)
+            return
         with open_store(db) as store:
             judge = _make_cli_judge(store, kind, config, prompt_ref)
             if dry_run:
@@ -732,6 +741,41 @@ def propose(db: str | None, judge_kind: str | None, model: str | None, base_url:
                 _run_propose(store, judge, kind, config, concurrency, limit)
     except _propose_errors() as exc:
         raise UserError(str(exc)) from exc
+
+
+def _run_learned(db: str | None, dry_run: bool) -> None:
+    """`propose --judge learned`: train on the agreed labels (printing the CV kappa), then propose.
+
+    Not the threaded per-cluster runner: the learned judge featurises and predicts a chunk of
+    clusters at a time, which is what makes 100,000 clusters take seconds, not minutes.
+    """
+    from tqdm import tqdm
+
+    from clusterqc.judges import learned
+
+    try:
+        with open_store(db) as store:
+            model = learned.train_from_store(store)
+            click.echo(model.summary(), err=True)
+            if dry_run:
+                pending = store.pending_cluster_ids(learned.NAME, model.version)
+                click.echo(f"pending:  {_plural(len(pending), 'cluster')} (dry run: nothing stored)")
+                return
+            bar = tqdm(total=0, unit="cluster", disable=None, dynamic_ncols=True)
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            run = learned.propose_all(store, model, progress=progress)
+            bar.close()
+    except learned.NotEnoughLabels as exc:
+        raise UserError(str(exc)) from exc
+    if run.proposed == 0:
+        click.echo(f"nothing to do: every cluster has a proposal from learned @ {model.version}")
+        return
+    click.echo(f"proposed {run.proposed} clusters with learned @ {model.version} in {run.propose_seconds:.1f} s"
+               f" (training {model.train_seconds:.1f} s)")
 
 
 def _make_cli_judge(store: Store, kind: str, config: Any, prompt_ref: str | None) -> Any:
@@ -819,6 +863,27 @@ def import_proposals_cmd(path: str, judge_name: str, db: str | None) -> None:
     click.echo(
         f"imported {summary.added} of {_plural(summary.read, 'proposal')} from {path} as judge {judge_name!r}"
         f" ({summary.unparsed} unparsed, {summary.read - summary.added} already there)"
+    )
+
+
+@cli.command("import-decisions")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--reviewer", required=True, help="Who made these decisions (stored as their reviewer name).")
+@db_option
+def import_decisions_cmd(path: str, reviewer: str, db: str | None) -> None:
+    """Import labels made elsewhere: CSV or JSONL with cluster_id, label (Acceptable or
+    Unacceptable) and an optional note. All rows or none; a row already standing is skipped."""
+    from clusterqc.import_decisions import import_decisions
+    from clusterqc.ingest import IngestError
+
+    try:
+        with _existing_store(db) as store:
+            summary = import_decisions(store, path, reviewer)
+    except (IngestError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    click.echo(
+        f"imported {_plural(summary.added, 'decision')} by {reviewer.strip()!r} from {path}"
+        f" ({summary.unchanged} already standing)"
     )
 
 

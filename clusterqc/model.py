@@ -167,6 +167,9 @@ class Proposal:
     completion_tokens: int | None = None
     id: int | None = None
     created_at: str | None = None
+    # The judge's probability for its own verdict (0.5-1), when it gives one: the learned judge
+    # does, and the "least certain first" queue sorts by it. Last, so positional callers keep working.
+    confidence: float | None = None
 
     @property
     def parsed(self) -> bool:

@@ -29,11 +29,13 @@ FILTER_LABELS: dict[str, str] = {
     "mine": "Reviewed by me",
     "all": "All clusters",
     "recheck": "Second look (guidelines changed)",
+    "learned_vs_llm": "Learned judge and LLM disagree",
 }
 SORT_LABELS: dict[str, str] = {
     "id": "Cluster id",
     "size": "Size (largest first)",
     "uncertainty": "Model uncertainty",
+    "least_certain": "Least certain first (learned judge)",
 }
 # Filters whose clusters stay in the filter after a decision: the session walks past what it
 # has shown instead of being handed the same cluster again.
@@ -41,6 +43,7 @@ BROWSE_FILTERS = frozenset({"disagreements", "mine", "all"})
 MAX_WANTED = 3
 MAX_NAME_CHARS = 64
 OFFLINE_JUDGE = "offline"
+LEARNED_JUDGE = "learned"
 
 assert set(FILTER_LABELS) == set(QUEUE_FILTERS), "every store filter needs a label"
 assert set(SORT_LABELS) == set(QUEUE_SORTS), "every store sort needs a label"
@@ -105,14 +108,17 @@ def _on_list(user: Mapping[str, Any], allowed: Sequence[str]) -> bool:
 
 
 def primary_proposal(proposals: Sequence[Proposal]) -> Proposal | None:
-    """The proposal Accept and Override answer: the newest parsed one, an LLM's before offline's.
+    """The proposal Accept and Override answer: the newest parsed one, an LLM's before the
+    learned judge's before offline's.
 
     The offline judge is a heuristic baseline; when a model has answered, that is what the
-    curator is checking.
+    curator is checking. The learned judge ranks between the two: it is trained on the
+    curators, but an LLM's answer (when there is one) is the one a curator came to check.
     """
     parsed = [p for p in proposals if p.parsed]
-    models = [p for p in parsed if p.judge != OFFLINE_JUDGE]
-    pool = models or parsed
+    rank = {OFFLINE_JUDGE: 0, LEARNED_JUDGE: 1}
+    best = max((rank.get(p.judge, 2) for p in parsed), default=None)
+    pool = [p for p in parsed if rank.get(p.judge, 2) == best]
     return max(pool, key=lambda p: p.id or 0) if pool else None
 
 

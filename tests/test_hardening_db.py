@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -302,3 +304,16 @@ def test_hostile_table_names_are_counted_not_shown(tmp_path: Path) -> None:
     res = _run(db, ["stats"], tmp_path)
     _assert_one_line(res, db, "not a clusterqc database", "notes, 1 more")
     assert "evil" not in res.output and "**" not in res.output
+
+
+def test_output_cut_off_by_a_pipe_is_not_reported_as_a_database_error(tmp_path: Path) -> None:
+    """`clusterqc ... | head -1`: the reader leaving is no error of the database (it was 'error: DB: Broken pipe')."""
+    db = tmp_path / "c.db"
+    run = subprocess.run(
+        f"{sys.executable} -m clusterqc import --demo --db {db} >/dev/null && "
+        f"{sys.executable} -m clusterqc propose --judge llm --dry-run --db {db} | head -1",
+        shell=True, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert run.stdout.startswith("judge:")
+    assert "error" not in run.stderr and "Traceback" not in run.stderr, run.stderr

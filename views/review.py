@@ -9,6 +9,7 @@ from clusterqc.store import Store
 from clusterqc.ui import common
 from clusterqc.ui import evidence as evidence_ui
 from clusterqc.ui import fewshot as fewshot_ui
+from clusterqc.ui import learned as learned_ui
 from clusterqc.ui import review_view as rv
 
 
@@ -32,6 +33,7 @@ def review(store: Store, ctx: common.AppContext) -> None:
         st.text("✓ " + state.last)
     if not store.has_proposals():
         rv.no_proposals(store)
+    learned_ui.retrain_offer(store)
     cluster_id = session.current()
     view = load_view(store, cluster_id, ctx.reviewer.name) if cluster_id else None
     rv.sync_link(view.cluster.id if view else None)

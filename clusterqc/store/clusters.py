@@ -243,6 +243,10 @@ class ClusterTable(Connection):
         row = self._one("SELECT * FROM clusters WHERE id = ?", (cluster_id,))
         return _cluster_from_row(row) if row else None
 
+    def known_cluster_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of `ids` are clusters in the store (import-decisions checks every row first)."""
+        return set(self._existing_hashes(self.conn, list(ids)))
+
     def cluster_ids(self) -> list[str]:
         return [r[0] for r in self._all("SELECT id FROM clusters ORDER BY nkey")]
 

@@ -8,6 +8,7 @@ from the log alone.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from clusterqc.model import Decision, Verdict
@@ -48,31 +49,52 @@ class DecisionTable(Connection):
         if not reviewer or not reviewer.strip():
             raise ValueError("a decision needs a reviewer name")
         verdict = Verdict(verdict)
+        return self._write(lambda conn: self._decide_in(conn, cluster_id, reviewer, verdict, proposal_id, note, guideline))
 
-        def write(conn: sqlite3.Connection) -> Decision:
-            agrees = self._agrees(conn, cluster_id, proposal_id, verdict)
-            row = {
-                "cluster_id": cluster_id,
-                "reviewer": reviewer.strip(),
-                "verdict": verdict.value,
-                "action": "decide",
-                "reverts": None,
-                "proposal_id": proposal_id,
-                "agrees": agrees,
-                "note": note or "",
-                # Unless the caller says otherwise, a decision is made under the current guideline
-                # (few-shot curation: lets later guideline changes queue it for a second look).
-                "guideline": guideline if guideline is not None else current_guideline(conn),
-                "created_at": utcnow(),
-            }
-            row["id"] = self._append_decision(conn, row)
-            self._set_label(conn, row)
-            conn.execute(
-                "DELETE FROM holds WHERE cluster_id = ? AND reviewer = ?", (cluster_id, row["reviewer"])
-            )
-            return Decision(**{**row, "verdict": verdict, "agrees": None if agrees is None else bool(agrees)})
+    def decide_many(self, reviewer: str, rows: Sequence[tuple[str, Verdict, str]]) -> list[Decision]:
+        """Append many (cluster_id, verdict, note) decisions by one reviewer in ONE transaction.
 
-        return self._write(write)
+        Each row goes through exactly the path `decide` takes (same labels, review counts,
+        guideline), so an imported decision is indistinguishable from one made on the Review
+        page; any failure rolls the whole batch back (import-decisions is all or nothing).
+        """
+        if not reviewer or not reviewer.strip():
+            raise ValueError("a decision needs a reviewer name")
+        items = [(cid, Verdict(v), note) for cid, v, note in rows]
+        return self._write(
+            lambda conn: [self._decide_in(conn, cid, reviewer, v, None, note, None) for cid, v, note in items]
+        )
+
+    def _decide_in(
+        self,
+        conn: sqlite3.Connection,
+        cluster_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        proposal_id: int | None,
+        note: str,
+        guideline: str | None,
+    ) -> Decision:
+        """One decision inside the caller's transaction: the log row, the label, the hold."""
+        agrees = self._agrees(conn, cluster_id, proposal_id, verdict)
+        row = {
+            "cluster_id": cluster_id,
+            "reviewer": reviewer.strip(),
+            "verdict": verdict.value,
+            "action": "decide",
+            "reverts": None,
+            "proposal_id": proposal_id,
+            "agrees": agrees,
+            "note": note or "",
+            # Unless the caller says otherwise, a decision is made under the current guideline
+            # (few-shot curation: lets later guideline changes queue it for a second look).
+            "guideline": guideline if guideline is not None else current_guideline(conn),
+            "created_at": utcnow(),
+        }
+        row["id"] = self._append_decision(conn, row)
+        self._set_label(conn, row)
+        conn.execute("DELETE FROM holds WHERE cluster_id = ? AND reviewer = ?", (cluster_id, row["reviewer"]))
+        return Decision(**{**row, "verdict": verdict, "agrees": None if agrees is None else bool(agrees)})
 
     def accept_proposal(self, reviewer: str, proposal_id: int, note: str = "") -> Decision:
         """Accept exactly the proposal that was shown: its cluster, its verdict and its id.
@@ -220,6 +242,13 @@ class DecisionTable(Connection):
             )
 
         self._write(write)
+
+    def decisions_since(self, since: str | None) -> int:
+        """Verdicts appended after `since` (an ISO time; None: all of them), undos not counted."""
+        return self._one(
+            "SELECT count(*) FROM decisions WHERE action = 'decide' AND (:since IS NULL OR created_at > :since)",
+            {"since": since},
+        )[0]
 
     def reviewers(self) -> list[str]:
         return [r[0] for r in self._all("SELECT DISTINCT reviewer FROM decisions ORDER BY reviewer")]

@@ -25,6 +25,7 @@ def _proposal_from_row(row: sqlite3.Row) -> Proposal:
         completion_tokens=row["completion_tokens"],
         id=row["id"],
         created_at=row["created_at"],
+        confidence=row["confidence"],
     )
 
 
@@ -45,8 +46,8 @@ class ProposalTable(Connection):
     def _insert_proposal(conn: sqlite3.Connection, p: Proposal) -> int | None:
         cur = conn.execute(
             "INSERT OR IGNORE INTO proposals (cluster_id, judge, prompt_version, verdict, reason, raw,"
-            " parse_error, latency_s, prompt_tokens, completion_tokens, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " parse_error, latency_s, prompt_tokens, completion_tokens, created_at, confidence)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 p.cluster_id,
                 p.judge,
@@ -59,6 +60,7 @@ class ProposalTable(Connection):
                 p.prompt_tokens,
                 p.completion_tokens,
                 p.created_at or utcnow(),
+                p.confidence,
             ),
         )
         return cur.lastrowid if cur.rowcount else None
@@ -143,6 +145,21 @@ class ProposalTable(Connection):
                 "SELECT id, cluster_id, judge, prompt_version, verdict, reason, created_at FROM proposals ORDER BY id"
             )
         ]
+
+    def proposal_raws(self, judge: str, prompt_version: str, ids: Iterable[str]) -> dict[str, str]:
+        """cluster id -> raw answer of this judge and prompt version, for the given clusters."""
+        return {
+            r[0]: r[1]
+            for r in self._all(
+                "SELECT cluster_id, raw FROM proposals WHERE judge = ? AND prompt_version = ?"
+                " AND cluster_id IN (SELECT value FROM json_each(?))",
+                (judge, prompt_version, json.dumps(list(ids))),
+            )
+        }
+
+    def newest_proposal_time(self, judge: str) -> str | None:
+        """When `judge` last stored a proposal (the learned judge: when it was last trained)."""
+        return self._one("SELECT max(created_at) FROM proposals WHERE judge = ?", (judge,))[0]
 
     def has_proposals(self) -> bool:
         """Whether any judge has answered yet (the Review page offers the offline judge if not)."""

@@ -177,6 +177,19 @@ def m004_browse_filter_indexes(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m007_learned_judge(db: sqlite_utils.Database) -> None:
+    """The learned judge (issue 15): a proposal can carry how sure its judge is.
+
+    `confidence` is the judge's probability for the verdict it proposes (0.5-1; NULL for judges
+    that give none). The "least certain first" queue walks (judge, confidence) in order and
+    checks each row is its cluster's newest learned proposal, one step of (cluster_id, judge, id).
+    """
+    db.execute("ALTER TABLE proposals ADD COLUMN confidence REAL")
+    db.execute("CREATE INDEX proposals_cluster_judge ON proposals (cluster_id, judge, id)")
+    db.execute("CREATE INDEX proposals_judge_confidence ON proposals (judge, confidence)")
+
+
+@migrations()
 def m008_cluster_evidence(db: sqlite_utils.Database) -> None:
     """Pool evidence (issue 14): a cluster's `stats` object from its file, as JSON (NULL when the
     file had none; a sample's `clip_score` stays inside the sample JSON), and the pool profile
