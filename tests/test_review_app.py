@@ -75,11 +75,19 @@ def texts(at: AppTest) -> list[str]:
 
 
 def keys(at: AppTest) -> list[str]:
-    return [b.key for b in at.main.button if b.key and b.key.startswith("cqc_btn_")]
+    """The action buttons on screen, without their card token (`cqc_btn_accept__<token>`)."""
+    return [b.key.split("__")[0] for b in at.main.button if b.key and b.key.startswith("cqc_btn_")]
+
+
+def button(at: AppTest, action: str) -> Any:
+    """The action button of the card on screen (its key carries the card's token)."""
+    found = [b for b in at.main.button if b.key and b.key.startswith(f"cqc_btn_{action}__")]
+    assert len(found) == 1, [b.key for b in at.main.button]
+    return found[0]
 
 
 def press(at: AppTest, action: str) -> AppTest:
-    at.button(key=f"cqc_btn_{action}").click()
+    button(at, action).click()
     at.run()
     no_errors(at)
     return at
@@ -124,7 +132,9 @@ def test_first_start_imports_demo_and_offline_proposals(tmp_path: Path, monkeypa
         assert len(store.proposals(judge="offline")) == n
         first = store.peek_cluster()
     assert shown(at) == first
-    assert keys(at) == ["cqc_btn_accept", "cqc_btn_override", "cqc_btn_skip", "cqc_btn_undo"]
+    # 1 and 2 are offered beside Accept / Override, so no key is ever dead while a proposal shows.
+    assert keys(at) == ["cqc_btn_accept", "cqc_btn_override", "cqc_btn_acceptable", "cqc_btn_unacceptable",
+                        "cqc_btn_skip", "cqc_btn_undo"]
     # A second start changes nothing.
     with Store(path) as store:
         assert bootstrap.ensure_started(store) == bootstrap.BootstrapResult()
@@ -156,7 +166,7 @@ def test_no_proposals_offers_offline_judge_and_keys_1_2(db: Path) -> None:
     at = app()
     no_errors(at)
     assert keys(at) == ["cqc_btn_acceptable", "cqc_btn_unacceptable", "cqc_btn_skip", "cqc_btn_undo"]
-    assert at.button(key="cqc_btn_unacceptable").proto.shortcut == "2"
+    assert button(at, "unacceptable").proto.shortcut == "2"
     press(at, "unacceptable")
     assert rows(db) == [("C_1", "alice", "Unacceptable", "decide", None, None, "")]
     assert shown(at) == "C_2"
@@ -236,7 +246,7 @@ def test_accept_override_skip_undo_and_note(four: Path) -> None:
     at = app()
     no_errors(at)
     assert shown(at) == "C_1" and at.query_params["cluster"] == "C_1"
-    assert [at.button(key=f"cqc_btn_{k}").proto.shortcut.upper() for k in ("accept", "override", "skip", "undo")] == [
+    assert [button(at, k).proto.shortcut.upper() for k in ("accept", "override", "skip", "undo")] == [
         "A", "O", "S", "U"]
     assert "Mine 0 / 4" in progress_texts(at)
     press(at, "accept")
@@ -283,7 +293,7 @@ def test_blind_mode_hides_proposals_but_records_them(four: Path) -> None:
     assert not any("offline thinks so" in t for t in texts(at))
     assert any("Blind mode" in i.value for i in at.info)
     assert keys(at)[:2] == ["cqc_btn_acceptable", "cqc_btn_unacceptable"]
-    assert at.button(key="cqc_btn_acceptable").proto.shortcut == "1"
+    assert button(at, "acceptable").proto.shortcut == "1"
     press(at, "unacceptable")
     assert rows(four) == [("C_1", "alice", "Unacceptable", "decide", 1, False, "")]
     # Once decided, the proposal shows: jump back to it.
@@ -345,10 +355,12 @@ def test_search_sort_and_uncertainty(four: Path) -> None:
     at.sidebar.text_input(key="cqc_search").input("").run()
     at.sidebar.selectbox(key="cqc_sort").set_value("size").run()
     assert shown(at) == "C_4"  # size 40, the largest
-    press(at, "skip")
-    assert shown(at) == "C_3"
     at.sidebar.selectbox(key="cqc_sort").set_value("uncertainty").run()
     assert shown(at) == "C_4"  # two judges that disagree
+    press(at, "skip")
+    assert shown(at) == "C_1"  # the rest tie on uncertainty: id order
+    at.sidebar.selectbox(key="cqc_sort").set_value("size").run()
+    assert shown(at) == "C_3"  # a skip outlasts a change of sort: C_4 stays out until revisited
 
 
 def test_jump_and_deep_link(four: Path) -> None:
@@ -422,7 +434,7 @@ def _reviewer_process(db: str, name: str, n: int, out: Any) -> None:
     problems, done = [], []
     for _ in range(n):
         done.append(shown(at))
-        at.button(key="cqc_btn_accept").click().run()
+        button(at, "accept").click().run()
         problems += [str(e.value) for e in at.exception] + [e.value for e in at.error]
     out.put((name, done, problems))
 

@@ -70,6 +70,10 @@ class DecisionTable(Connection):
             conn.execute(
                 "DELETE FROM holds WHERE cluster_id = ? AND reviewer = ?", (cluster_id, row["reviewer"])
             )
+            # A decided cluster is no longer one of the reviewer's skips (m006).
+            conn.execute(
+                "DELETE FROM review_skips WHERE cluster_id = ? AND reviewer = ?", (cluster_id, row["reviewer"])
+            )
             return Decision(**{**row, "verdict": verdict, "agrees": None if agrees is None else bool(agrees)})
 
         return self._write(write)
@@ -212,3 +216,17 @@ class DecisionTable(Connection):
     def reviewer_label_count(self, reviewer: str) -> int:
         """How many clusters `reviewer` currently has a verdict on (an index range on labels)."""
         return self._one("SELECT count(*) FROM labels WHERE reviewer = ?", (reviewer,))[0]
+
+    def decisions_since(self, reviewer: str, since: str, window: int = 20_000) -> tuple[int, str | None]:
+        """(decisions `reviewer` appended at or after `since` (ISO UTC), the first one's time).
+
+        Why a window: the pace line is drawn on every rerun; walking the reviewer's newest
+        `window` rows through decisions_reviewer is bounded however long the log grows, and no
+        curator decides 20,000 clusters in one day.
+        """
+        row = self._one(
+            "SELECT count(*), min(created_at) FROM (SELECT created_at FROM decisions WHERE reviewer = ?"
+            " AND action = 'decide' ORDER BY id DESC LIMIT ?) WHERE created_at >= ?",
+            (reviewer, window, since),
+        )
+        return int(row[0]), row[1]

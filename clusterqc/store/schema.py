@@ -174,3 +174,20 @@ def m004_browse_filter_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX proposals_unparsed ON proposals (cluster_id) WHERE verdict IS NULL")
     db.execute("CREATE INDEX labels_disagree ON labels (cluster_id) WHERE agrees = 0")
 
+
+
+@migrations()
+def m006_review_skips(db: sqlite_utils.Database) -> None:
+    """Skips per reviewer, so a new tab or a restart does not bring a skipped cluster back.
+
+    One row per (reviewer, cluster): skipping again only refreshes the time; revisiting the
+    skipped ones deletes the reviewer's rows; deciding a cluster deletes that reviewer's row.
+    """
+    db.execute(
+        """CREATE TABLE review_skips (
+            reviewer TEXT NOT NULL,
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            skipped_at TEXT NOT NULL,
+            PRIMARY KEY (reviewer, cluster_id)
+        )"""
+    )

@@ -1,13 +1,16 @@
-"""The Review page's widgets: one cluster, its proposals, its history, the action keys.
+"""The Review page's widgets: one cluster card on one screen, decided by keyboard.
 
 Everything that came from a file or a model (captions, ids, reasons, raw answers, notes,
-judge names) goes through `st.text`, `st.code` or `st.dataframe`, which show text as text;
-markdown-rendering calls (`st.markdown`, `st.caption`, `st.write`, alert bodies) only ever
-get our own fixed strings. A caption like `<img src=x onerror=alert(1)>` stays a caption.
+judge names, file names) goes through `st.text`, `st.code` or `st.dataframe`, which show text
+as text; markdown-rendering calls (`st.markdown`, `st.caption`, `st.badge`, alert bodies) and
+the page's own script/style (`keys.py`) only ever get our own fixed strings. A caption like
+`<img src=x onerror=alert(1)>` stays a caption.
 
-Key presses are buttons with `shortcut=`. Their callbacks only record which key was pressed
-on which cluster (with the note); the page applies it at the top of the next run, so the
-next cluster is on screen in the same rerun.
+Key presses are buttons with `shortcut=`, keyed by the card's token (`review.Card`): the
+callback hands the press with that token to `ReviewSession.press`, which applies it at most
+once and only to the card that was rendered with it. The whole card is drawn into one
+placeholder after everything it shows has been read from the database, so the browser gets
+it in one burst and never shows old samples under the new header.
 """
 
 from __future__ import annotations
@@ -15,21 +18,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
-from clusterqc import bootstrap
-from clusterqc.review import ACTION_KEYS, ClusterView, ReviewSession, SessionState
+from clusterqc import bootstrap, fewshot
+from clusterqc.review import ACTION_KEYS, Card, ClusterView, ReviewSession, SessionState, human_time
 from clusterqc.store import Store
-from clusterqc.ui.common import AppContext, K_JUMP_PENDING, forget_counts, one_line
+from clusterqc.ui.common import AppContext, forget_counts, get_store, one_line
 
 STATE_KEY = "cqc_review_state"
-PENDING_KEY = "cqc_pending_action"
 NOTE_KEY = "cqc_note"
 THUMBS_KEY = "cqc_thumbs"
 LINK_SEEN_KEY = "cqc_link_seen"
 LINK_SET_KEY = "cqc_link_set"
+ERROR_KEY = "cqc_review_error"
 EXPORT_PAGE = "views/export.py"
+CAPTION_CHARS = 400  # longer captions are cut here on the card (the full text is in "All captions")
 
 ACTION_LABELS: dict[str, str] = {
     "accept": "Accept",
@@ -42,9 +45,9 @@ ACTION_LABELS: dict[str, str] = {
 ACTION_HELP: dict[str, str] = {
     "accept": "Record the proposal's verdict as yours.",
     "override": "Record the other verdict than the proposal's.",
-    "acceptable": "Record Acceptable.",
-    "unacceptable": "Record Unacceptable.",
-    "skip": "Leave this cluster for now (it comes back when you revisit skipped ones).",
+    "acceptable": "Record Acceptable, whatever the proposal says.",
+    "unacceptable": "Record Unacceptable, whatever the proposal says.",
+    "skip": "Leave this cluster for now; it stays skipped for you (also in a new tab) until you revisit your skips.",
     "undo": "Revert your last decision (appends an undo row) and show that cluster again.",
 }
 VERDICT_COLORS = {"Acceptable": "green", "Unacceptable": "red"}
@@ -54,33 +57,49 @@ def session_state() -> SessionState:
     return st.session_state.setdefault(STATE_KEY, SessionState())
 
 
+def button_key(action: str, card: Card) -> str:
+    """A widget key per action and card: a press on an earlier card's button can never be
+    mistaken for a press on this one (Streamlit keeps callbacks by widget key)."""
+    return f"cqc_btn_{action}__{card.token}"
+
+
 # --------------------------------------------------------------------------- actions
 
 
-def _press(action: str, cluster_id: str) -> None:
-    """Button callback: remember the key and the note, and clear the note for the next cluster."""
-    st.session_state[PENDING_KEY] = (action, cluster_id, st.session_state.get(NOTE_KEY, ""))
-    st.session_state[NOTE_KEY] = ""
-
-
-def apply_pending(session: ReviewSession) -> bool:
-    """Apply the key pressed in the previous run (at most once); True if one was applied."""
-    pending = st.session_state.pop(PENDING_KEY, None)
-    if pending is None:
-        return False
-    action, cluster_id, note = pending
+def _press(action: str, token: str) -> None:
+    """Button callback: apply the key to the card it was pressed on, with the note typed there."""
+    st.session_state.pop(ERROR_KEY, None)
+    note = st.session_state.get(NOTE_KEY, "") or ""
+    session = ReviewSession(get_store(), session_state())
     try:
-        session.act(action, cluster_id, note)
+        decision = session.press(action, token, note)
     except PermissionError as exc:
-        st.warning(str(exc), icon=":material/person:")
+        st.session_state[ERROR_KEY] = str(exc)
+        return
     except ValueError as exc:
-        st.error(one_line(exc), icon=":material/error:")
-    return True
+        st.session_state[ERROR_KEY] = one_line(exc)
+        return
+    if session.state.card is None:  # the press was applied: the note went with it
+        st.session_state[NOTE_KEY] = ""
+    if decision is not None:
+        forget_counts()  # "Reviewed" counts this decision in this rerun, like "Mine"
 
 
-def follow_links(session: ReviewSession) -> None:
+def show_messages(state: SessionState) -> None:
+    """The line about the last action, a dropped key press, or an error from the callback."""
+    error = st.session_state.pop(ERROR_KEY, None)
+    if error:
+        st.error(error, icon=":material/error:")
+    if state.ignored:
+        st.text("⚠ " + state.ignored)
+        state.ignored = ""
+    elif state.last:
+        st.text("✓ " + state.last)
+
+
+def follow_links(session: ReviewSession, jump_pending_key: str) -> None:
     """Jump to a cluster named in the sidebar field or in the URL (`?cluster=...`)."""
-    wanted = st.session_state.pop(K_JUMP_PENDING, None)
+    wanted = st.session_state.pop(jump_pending_key, None)
     url = st.query_params.get("cluster")
     if not wanted and url and url not in (st.session_state.get(LINK_SEEN_KEY), st.session_state.get(LINK_SET_KEY)):
         wanted = url
@@ -101,122 +120,210 @@ def sync_link(cluster_id: str | None) -> None:
         st.query_params["cluster"] = cluster_id
 
 
-def action_bar(view: ClusterView, ctx: AppContext) -> None:
-    """The action buttons (each with its key) and the optional note."""
+# --------------------------------------------------------------------------- the card
+
+
+def card(view: ClusterView, shown: Card, ctx: AppContext, facts: list[str]) -> None:
+    """One cluster on one screen: id and facts beside the proposals, the keys, all 10 samples.
+
+    `facts` is the line under the id: callers (a dataset picker, CLIP statistics) add to it.
+    """
+    top_left, top_right = st.columns([2, 5], gap="small")
+    with top_left:
+        header(view, facts)
+    with top_right:
+        proposals(view, ctx.blind)
+    action_bar(view, shown, ctx)
+    samples(view)
+
+
+def facts_line(view: ClusterView) -> list[str]:
+    """The facts shown under the cluster id (a list, so other features can append theirs)."""
+    info = view.info
+    size = "unknown" if view.cluster.size is None else f"{view.cluster.size:,}"
+    facts = [f"size {size}", f"reviews {info.get('n_reviews', 0)}"]
+    if view.cluster.dataset:
+        facts.append(f"dataset {view.cluster.dataset}")
+    if info.get("source"):
+        facts.append(f"from {Path(str(info['source'])).name}")
+    return facts
+
+
+def header(view: ClusterView, facts: list[str]) -> None:
+    with st.container(key="cqc_head"):
+        st.code(view.cluster.id, language=None)
+        st.text(" · ".join(facts))
+        if view.my_verdict is not None:
+            st.text(f"You decided: {view.my_verdict.value}")
+
+
+def action_bar(view: ClusterView, shown: Card, ctx: AppContext) -> None:
+    """The action buttons (each with its key, Accept coloured by the verdict it records) and the note."""
     actions = view.actions(ctx.blind)
     disabled = ctx.reviewer.name is None
-    columns = st.columns(len(actions))
-    for column, action in zip(columns, actions):
-        column.button(
-            _action_label(action, view),
-            key=f"cqc_btn_{action}",
-            shortcut=ACTION_KEYS[action],
-            help=ACTION_HELP[action],
-            on_click=_press,
-            args=(action, view.cluster.id),
-            disabled=disabled,
-            type="primary" if action in ("accept", "acceptable") else "secondary",
-            width="stretch",
-        )
-    st.text_input("Note (optional)", key=NOTE_KEY, placeholder="why, if it is not obvious", disabled=disabled)
+    with st.container(key="cqc_actions", horizontal=True, gap="small", vertical_alignment="bottom"):
+        for action in actions:
+            verdict = _records(action, shown)
+            tone = {"Acceptable": "green", "Unacceptable": "red"}.get(verdict or "", "plain")
+            with st.container(key=f"cqc_tone_{tone}_{action}", width="content"):
+                st.button(
+                    _action_label(action, shown),
+                    key=button_key(action, shown),
+                    shortcut=ACTION_KEYS[action],
+                    help=ACTION_HELP[action],
+                    on_click=_press,
+                    args=(action, shown.token),
+                    disabled=disabled,
+                    type="primary" if action == "accept" else "secondary",
+                )
+        st.text_input("Note", key=NOTE_KEY, placeholder="note · Esc leaves · ? keys",
+                      disabled=disabled, label_visibility="collapsed", width=230)
 
 
-def _action_label(action: str, view: ClusterView) -> str:
+def _records(action: str, shown: Card) -> str | None:
+    """The verdict a button records, as its label says."""
+    if action == "accept":
+        return shown.verdict.value if shown.verdict else None
+    if action == "override":
+        return shown.verdict.other.value if shown.verdict else None
+    return {"acceptable": "Acceptable", "unacceptable": "Unacceptable"}.get(action)
+
+
+def _action_label(action: str, shown: Card) -> str:
     """Accept and Override name the verdict they record, so a keystroke is never a guess."""
-    verdict = view.primary.verdict if view.primary is not None else None
-    if action == "accept" and verdict is not None:
-        return f"Accept: {verdict.value}"
-    if action == "override" and verdict is not None:
-        return f"Override: {verdict.other.value}"
+    if action in ("accept", "override") and shown.verdict is not None:
+        return f"{ACTION_LABELS[action]}: {_records(action, shown)}"
     return ACTION_LABELS[action]
 
 
-# --------------------------------------------------------------------------- one cluster
-
-
-def header(view: ClusterView) -> None:
-    info = view.info
-    st.code(view.cluster.id, language=None)
-    size = "unknown" if view.cluster.size is None else f"{view.cluster.size:,}"
-    facts = [f"size: {size}", f"dataset: {view.cluster.dataset or '-'}", f"reviews: {info.get('n_reviews', 0)}"]
-    if info.get("source"):
-        facts.append(f"source: {info['source']}")
-    st.text(" · ".join(facts))
-    if view.my_verdict is not None:
-        st.text(f"You decided this cluster: {view.my_verdict.value}")
-
-
 def samples(view: ClusterView) -> None:
-    """The 5 closest and 5 furthest samples, numbered 1-10 as the hints refer to them."""
-    thumbs = view.has_urls and st.toggle("Show thumbnails", key=THUMBS_KEY)
-    left, right = st.columns(2)
-    closest = view.cluster.closest
-    for column, title, items, start in (
-        (left, "Closest to the centre", closest, 0),
-        (right, "Furthest from the centre", view.cluster.furthest, len(closest)),
-    ):
-        with column:
-            st.markdown(f"**{title}**")
-            for offset, sample in enumerate(items):
-                n = start + offset
-                st.text(f"{n + 1}. {sample.text}")
-                hints = view.hints[n] if n < len(view.hints) else ()
-                if hints:
-                    st.text("   ⚑ " + "; ".join(hints))
-                if thumbs and sample.url:
-                    _thumbnail(sample.url)
+    """The 5 closest and 5 furthest samples side by side (numbered 1-10, as the hints refer to them).
+
+    With thumbnails on, a grid of 5 per row: closest above, furthest below.
+    """
+    thumbs = bool(view.has_urls and st.session_state.get(THUMBS_KEY))
+    closest, furthest = view.cluster.closest, view.cluster.furthest
+    with st.container(key="cqc_samples"):
+        if thumbs:
+            for title, items, start in (("Closest to the centre", closest, 0),
+                                        ("Furthest from the centre", furthest, len(closest))):
+                st.markdown(f"**{title}**")
+                for column, (offset, sample) in zip(st.columns(5, gap="small"), enumerate(items)):
+                    with column:
+                        _thumbnail(sample.url)
+                        _sample(view, start + offset, sample.text)
+            return
+        left, right = st.columns(2, gap="medium")
+        for column, title, items, start in ((left, "Closest to the centre", closest, 0),
+                                            (right, "Furthest from the centre", furthest, len(closest))):
+            with column:
+                st.markdown(f"**{title}**")
+                for offset, sample in enumerate(items):
+                    _sample(view, start + offset, sample.text)
 
 
-def _thumbnail(url: str) -> None:
-    """A small image from a URL or a local image path; a one-line note when it cannot be shown."""
-    source: Any = url if url.startswith(("http://", "https://")) else Path(url)
-    if isinstance(source, Path) and not source.is_file():
-        st.text(f"(no image at {url})")
+def _sample(view: ClusterView, n: int, text: str) -> None:
+    """One caption (clamped to two lines on screen; a click opens it) and its hints as badges."""
+    hints = view.hints[n] if n < len(view.hints) else ()
+    shown = text if len(text) <= CAPTION_CHARS else text[:CAPTION_CHARS] + " …"
+    with st.container(key=f"cqc_sample_{n + 1}", horizontal=bool(hints), gap="small"):
+        st.text(f"{n + 1}. {shown}")
+        for hint in hints:  # the offline judge's own labels, never caption text
+            st.badge(hint, color="orange")
+
+
+def _thumbnail(url: str | None) -> None:
+    """A thumbnail from a URL or a local image file; a visible line when it cannot be loaded.
+
+    A local file is opened here, so a missing or broken one says so; a web image that fails
+    in the browser is replaced by the same line by the page script (keys.py).
+    """
+    if not url:
+        st.text("(no image)")
+        return
+    if url.startswith(("http://", "https://")):
+        st.image(url, width="stretch")
         return
     try:
-        st.image(str(source), width=160)
+        from PIL import Image
+
+        with Image.open(url) as img:
+            img.verify()
+        st.image(url, width="stretch")
     except Exception as exc:  # noqa: BLE001 - a broken image must not break the page
-        st.text(f"(image not shown: {one_line(exc)})")
+        st.text(f"image could not be loaded ({one_line(exc)})")
 
 
 def proposals(view: ClusterView, blind: bool) -> None:
+    """Every proposal in a few lines; the one the keys answer is marked."""
     if not view.proposals:
         st.info("No proposal for this cluster yet: decide with 1 (Acceptable) or 2 (Unacceptable).")
         return
     if not view.proposals_visible(blind):
         st.info(f"Blind mode: {len(view.proposals)} proposal(s) hidden until you decide.", icon=":material/visibility_off:")
         return
-    for proposal in view.proposals:
-        with st.container(border=True):
-            if proposal.verdict is None:
-                st.badge("Unparsed", color="gray", icon=":material/help:")
-            else:
-                st.badge(proposal.verdict.value, color=VERDICT_COLORS[proposal.verdict.value])
-            primary = " (Accept / Override answer this one)" if view.primary and proposal.id == view.primary.id else ""
-            st.text(f"{proposal.judge} · prompt {proposal.prompt_version}{primary}")
-            if proposal.reason:
-                st.text(proposal.reason)
-            if proposal.verdict is None:
-                st.text(f"Could not parse: {proposal.parse_error or 'no verdict found'}")
-                st.code(proposal.raw or "(empty answer)", language=None, wrap_lines=True)
+    with st.container(key="cqc_proposals", gap="small"):
+        for proposal in view.proposals:
+            answered = view.primary is not None and proposal.id == view.primary.id
+            with st.container(border=answered, gap=None, key=f"cqc_prop_{proposal.id}"):
+                with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+                    if proposal.verdict is None:
+                        st.badge("Unparsed", color="gray", icon=":material/help:")
+                    else:
+                        st.badge(proposal.verdict.value, color=VERDICT_COLORS[proposal.verdict.value])
+                    mark = " (Accept / Override answer this one)" if answered else ""
+                    st.text(f"{proposal.judge} · prompt {proposal.prompt_version}{mark}")
+                if proposal.reason:
+                    st.text(proposal.reason)
+                if proposal.verdict is None:
+                    st.text(f"Could not parse: {proposal.parse_error or 'no verdict found'}")
+                    with st.expander("Raw answer"):
+                        st.code(proposal.raw or "(empty answer)", language=None, wrap_lines=True)
+
+
+# --------------------------------------------------------------------------- below the card
+
+
+def below_card(store: Store, view: ClusterView, reviewer: str | None) -> None:
+    """What the curator does not read per cluster: guideline, thumbnails switch, full captions,
+    history, the few-shot control (below the fold, mostly behind expanders)."""
+    guideline(store)
+    if view.has_urls:
+        st.toggle("Show thumbnails (5 per row)", key=THUMBS_KEY)
+    with st.expander("All captions in full"):
+        for n, sample in enumerate(view.cluster.samples):
+            st.text(f"{n + 1}. {sample.text}")
+    with st.expander(f"Decision history ({len(view.history)})"):
+        history(view)
+    fewshot_mark(store, view, reviewer)
+
+
+def guideline(store: Store) -> None:
+    text = fewshot.current_guideline_text(store)
+    with st.expander("Guideline", expanded=False, icon=":material/menu_book:"):
+        if text:
+            st.text(text)
+        else:
+            st.markdown("No guideline has been set yet; the Few-shot page sets one.")
+
+
+def fewshot_mark(store: Store, view: ClusterView, reviewer: str | None) -> None:
+    from clusterqc.ui import fewshot as fewshot_ui
+
+    fewshot_ui.mark_control(store, view.cluster.id, reviewer)
 
 
 def history(view: ClusterView) -> None:
+    """Newest first, one line each, times as people read them."""
     if not view.history:
         st.text("No decisions yet.")
         return
-    rows = [
-        {
-            "when": d.created_at,
-            "reviewer": d.reviewer,
-            "action": d.action,
-            "verdict": d.verdict.value if d.verdict else "(none)",
-            "agrees with model": {None: "", True: "yes", False: "no"}[d.agrees],
-            "note": d.note,
-        }
-        for d in reversed(view.history)
-    ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    for d in reversed(view.history):
+        verdict = d.verdict.value if d.verdict else "no verdict"
+        what = "undid a decision, now " + verdict if d.action == "undo" else verdict
+        agrees = {None: "", True: " · agrees with the model", False: " · differs from the model"}[d.agrees]
+        line = f"{human_time(d.created_at)} · {d.reviewer} · {what}{agrees}"
+        st.text(line + (f" · note: {d.note}" if d.note else ""))
 
 
 # --------------------------------------------------------------------------- empty states
@@ -255,17 +362,20 @@ def _run_offline(store: Store) -> None:
         session_state().last = f"Offline judge not available: {one_line(exc)}"
         return
     state = session_state()
-    state.last, state.current, state.done = f"{added} offline proposals added.", state.current, False
+    state.last, state.done = f"{added} offline proposals added.", False
 
 
-def queue_empty(state: SessionState, ctx: AppContext) -> None:
-    if ctx.settings.filter == "unreviewed" and not ctx.settings.search:
+def queue_empty(session: ReviewSession, ctx: AppContext) -> None:
+    skipped = len(session.skipped())
+    if skipped:
+        st.success(f"Nothing left in this queue except the {skipped} cluster(s) you skipped.",
+                   icon=":material/task_alt:")
+        st.button(f"Revisit the {skipped} cluster(s) you skipped", key="cqc_revisit",
+                  on_click=_revisit, shortcut="S", type="primary")
+    elif ctx.settings.filter == "unreviewed" and not ctx.settings.search:
         st.success("Everything is reviewed: no cluster needs a review from you.", icon=":material/task_alt:")
     else:
         st.success("Nothing left in this queue for these filters.", icon=":material/task_alt:")
-    if state.skipped:
-        st.button(f"Revisit the {len(state.skipped)} cluster(s) you skipped", key="cqc_revisit",
-                  on_click=_revisit, shortcut="S")
     try:
         st.page_link(EXPORT_PAGE, label="Export the labels", icon=":material/download:")
     except Exception:  # noqa: BLE001 - the page is registered only when app.py runs
@@ -273,4 +383,6 @@ def queue_empty(state: SessionState, ctx: AppContext) -> None:
 
 
 def _revisit() -> None:
-    session_state().restart_pass()
+    session = ReviewSession(get_store(), session_state())
+    count = session.revisit_skipped()
+    session.state.last = f"{count} skipped cluster(s) are back in your queue."
