@@ -220,6 +220,11 @@ class Card:
     proposal_id: int | None  # the proposal the decision is recorded against (also when blind)
     verdict: Verdict | None  # what Accept records; None when no visible parsed proposal
 
+    @property
+    def serial(self) -> str:
+        """The rendering number in the token: the page tags each part of the card with it."""
+        return self.token.split("-", 1)[0]
+
     def matches(self, view: "ClusterView", blind: bool) -> bool:
         """Whether this card still shows `view` exactly (same content, proposal and verdict)."""
         verdict = view.primary.verdict if view.primary and view.proposals_visible(blind) else None
@@ -242,6 +247,7 @@ class SessionState:
     card: Card | None = None  # the card on screen; None once a key press has spent it
     serial: int = 0  # how many cards this session has rendered (part of every token)
     ignored: str = ""  # one line when a key press was dropped (shown once)
+    applied: bool = False  # a key press was applied since the last render
 
     def restart_pass(self) -> None:
         """Forget what this pass walked past, so the queue offers it again."""
@@ -367,10 +373,14 @@ class ReviewSession:
             raise ValueError(f"unknown action {action!r}")
         card = self.state.card
         if card is None or token != card.token:
-            self.state.ignored = IGNORED_STALE
+            # Streamlit may hand over an earlier card's press in the same run as this one's;
+            # the line only shows when nothing else happened.
+            if not self.state.applied:
+                self.state.ignored = IGNORED_STALE
             return None
         self._require_reviewer()
         self.state.card = None  # spent before anything is written: a second press is stale
+        self.state.applied, self.state.ignored = True, ""
         if action == "undo":
             return self.undo()
         if action == "skip":

@@ -11,6 +11,7 @@ page before A works again. The script (installed once per browser tab) does only
 - Enter in a one-line text field commits it and leaves it;
 - `?` (outside a field) shows or hides the key map;
 - a new cluster card (its container key changes) scrolls the page to the top;
+- while a new card streams in, parts still left from the previous card are hidden;
 - a click on a clamped caption opens or closes it;
 - a web thumbnail that fails to load is replaced by the words "image could not be loaded".
 
@@ -111,6 +112,25 @@ _SCRIPT = """
     note.textContent = 'image could not be loaded';
     img.parentNode && img.parentNode.insertBefore(note, img);
   }, true);
+  // Parts of the card tagged with another serial than the header's are from the previous
+  // card (still on screen while the new one streams in): hidden until replaced. A
+  // MutationObserver runs before the next paint, so no frame shows them under the new id.
+  function serialOf(el, prefix) {
+    var name = Array.prototype.find.call(el.classList, function (c) { return c.indexOf(prefix) === 0; });
+    return name ? name.slice(prefix.length).split('_')[0] : null;
+  }
+  function hideOtherCards() {
+    var head = doc.querySelector('[class*="st-key-cqc_head_"]');
+    if (!head) { return; }
+    var serial = serialOf(head, 'st-key-cqc_head_');
+    // The card's last block carries its serial too: until it has the header's serial, the
+    // samples and proposals on screen may still be (partly) the previous card's.
+    var end = doc.querySelector('[class*="st-key-cqc_end_"]');
+    var complete = !!end && serialOf(end, 'st-key-cqc_end_') === serial;
+    doc.querySelectorAll('.st-key-cqc_samples, [class*="st-key-cqc_proposals_"]').forEach(function (el) {
+      el.classList.toggle('cqc-other-card', !complete);
+    });
+  }
   var lastCard = null;
   function toTop() {
     window.scrollTo(0, 0);
@@ -119,6 +139,7 @@ _SCRIPT = """
     });
   }
   new MutationObserver(function () {
+    hideOtherCards();
     var el = doc.querySelector('[class*="st-key-cqc_card_"]');
     if (!el) { return; }
     var name = Array.prototype.find.call(el.classList, function (c) { return c.indexOf('st-key-cqc_card_') === 0; });
@@ -141,7 +162,7 @@ _STYLE = """
 [class*="st-key-cqc_sample_"] [data-testid="stText"].cqc-open > span { display: block !important; }
 .st-key-cqc_samples { gap: 0.3rem; }
 .st-key-cqc_samples [data-testid="stImage"] img { height: 110px; object-fit: cover; }
-.st-key-cqc_proposals [data-testid="stText"] > span {
+[class*="st-key-cqc_proposals_"] [data-testid="stText"] > span {
   display: -webkit-box !important; -webkit-line-clamp: 3; -webkit-box-orient: vertical; overflow: hidden;
 }
 [class*="st-key-cqc_prop_"] { padding: 0.35rem 0.6rem; gap: 0.2rem; }
@@ -149,6 +170,8 @@ _STYLE = """
 [class*="st-key-cqc_tone_red_"] button { border-color: #c62828; color: #c62828; }
 .st-key-cqc_tone_green_accept button { background: #1a7f37; color: #fff; }
 .st-key-cqc_tone_red_accept button { background: #c62828; color: #fff; }
+[class*="st-key-cqc_end_"] { display: none; }
+.cqc-other-card, .cqc-other-card * { visibility: hidden !important; }
 .cqc-broken { color: #c62828; font-size: 0.85rem; padding: 1rem 0; }
 </style>
 """

@@ -30,6 +30,7 @@ NOTE_KEY = "cqc_note"
 THUMBS_KEY = "cqc_thumbs"
 LINK_SEEN_KEY = "cqc_link_seen"
 LINK_SET_KEY = "cqc_link_set"
+LINKS_KEPT = 50  # clusters this page put into the URL lately (see follow_links)
 ERROR_KEY = "cqc_review_error"
 EXPORT_PAGE = "views/export.py"
 CAPTION_CHARS = 400  # longer captions are cut here on the card (the full text is in "All captions")
@@ -90,6 +91,7 @@ def show_messages(state: SessionState) -> None:
     error = st.session_state.pop(ERROR_KEY, None)
     if error:
         st.error(error, icon=":material/error:")
+    state.applied = False
     if state.ignored:
         st.text("⚠ " + state.ignored)
         state.ignored = ""
@@ -98,10 +100,16 @@ def show_messages(state: SessionState) -> None:
 
 
 def follow_links(session: ReviewSession, jump_pending_key: str) -> None:
-    """Jump to a cluster named in the sidebar field or in the URL (`?cluster=...`)."""
+    """Jump to a cluster named in the sidebar field or in the URL (`?cluster=...`).
+
+    A URL naming a cluster this page itself put there is not a link to follow: a key press
+    sent before the browser saw the newer URL carries the older one, and following it would
+    bring a just-decided cluster back on screen.
+    """
     wanted = st.session_state.pop(jump_pending_key, None)
     url = st.query_params.get("cluster")
-    if not wanted and url and url not in (st.session_state.get(LINK_SEEN_KEY), st.session_state.get(LINK_SET_KEY)):
+    ours = st.session_state.get(LINK_SET_KEY) or []
+    if not wanted and url and url != st.session_state.get(LINK_SEEN_KEY) and url not in ours:
         wanted = url
     st.session_state[LINK_SEEN_KEY] = url
     if wanted and not session.jump(wanted):
@@ -111,7 +119,8 @@ def follow_links(session: ReviewSession, jump_pending_key: str) -> None:
 
 def sync_link(cluster_id: str | None) -> None:
     """Keep `?cluster=` pointing at the cluster on screen, so the URL links to it."""
-    st.session_state[LINK_SET_KEY] = cluster_id
+    ours = [c for c in (st.session_state.get(LINK_SET_KEY) or []) if c != cluster_id]
+    st.session_state[LINK_SET_KEY] = (ours + [cluster_id])[-LINKS_KEPT:] if cluster_id else ours[-LINKS_KEPT:]
     st.session_state[LINK_SEEN_KEY] = cluster_id
     if cluster_id is None:
         if "cluster" in st.query_params:
@@ -130,11 +139,13 @@ def card(view: ClusterView, shown: Card, ctx: AppContext, facts: list[str]) -> N
     """
     top_left, top_right = st.columns([2, 5], gap="small")
     with top_left:
-        header(view, facts)
+        header(view, facts, shown.serial)
     with top_right:
-        proposals(view, ctx.blind)
+        proposals(view, ctx.blind, shown.serial)
     action_bar(view, shown, ctx)
-    samples(view)
+    samples(view, shown.serial)
+    with st.container(key=f"cqc_end_{shown.serial}"):  # the card is complete once this is on screen
+        st.text("end of card")
 
 
 def facts_line(view: ClusterView) -> list[str]:
@@ -149,8 +160,11 @@ def facts_line(view: ClusterView) -> list[str]:
     return facts
 
 
-def header(view: ClusterView, facts: list[str]) -> None:
-    with st.container(key="cqc_head"):
+def header(view: ClusterView, facts: list[str], serial: str) -> None:
+    # Every part of the card carries the card's serial in its key: the page script hides any
+    # part whose serial is not the header's, so a card that is still streaming in never shows
+    # the previous cluster's samples or proposals under the new id.
+    with st.container(key=f"cqc_head_{serial}"):
         st.code(view.cluster.id, language=None)
         st.text(" · ".join(facts))
         if view.my_verdict is not None:
@@ -196,7 +210,7 @@ def _action_label(action: str, shown: Card) -> str:
     return ACTION_LABELS[action]
 
 
-def samples(view: ClusterView) -> None:
+def samples(view: ClusterView, serial: str) -> None:
     """The 5 closest and 5 furthest samples side by side (numbered 1-10, as the hints refer to them).
 
     With thumbnails on, a grid of 5 per row: closest above, furthest below.
@@ -211,7 +225,7 @@ def samples(view: ClusterView) -> None:
                 for column, (offset, sample) in zip(st.columns(5, gap="small"), enumerate(items)):
                     with column:
                         _thumbnail(sample.url)
-                        _sample(view, start + offset, sample.text)
+                        _sample(view, start + offset, sample.text, serial)
             return
         left, right = st.columns(2, gap="medium")
         for column, title, items, start in ((left, "Closest to the centre", closest, 0),
@@ -219,14 +233,14 @@ def samples(view: ClusterView) -> None:
             with column:
                 st.markdown(f"**{title}**")
                 for offset, sample in enumerate(items):
-                    _sample(view, start + offset, sample.text)
+                    _sample(view, start + offset, sample.text, serial)
 
 
-def _sample(view: ClusterView, n: int, text: str) -> None:
+def _sample(view: ClusterView, n: int, text: str, serial: str) -> None:
     """One caption (clamped to two lines on screen; a click opens it) and its hints as badges."""
     hints = view.hints[n] if n < len(view.hints) else ()
     shown = text if len(text) <= CAPTION_CHARS else text[:CAPTION_CHARS] + " …"
-    with st.container(key=f"cqc_sample_{n + 1}", horizontal=bool(hints), gap="small"):
+    with st.container(key=f"cqc_sample_{serial}_{n + 1}", horizontal=bool(hints), gap="small"):
         st.text(f"{n + 1}. {shown}")
         for hint in hints:  # the offline judge's own labels, never caption text
             st.badge(hint, color="orange")
@@ -254,7 +268,7 @@ def _thumbnail(url: str | None) -> None:
         st.text(f"image could not be loaded ({one_line(exc)})")
 
 
-def proposals(view: ClusterView, blind: bool) -> None:
+def proposals(view: ClusterView, blind: bool, serial: str = "0") -> None:
     """Every proposal in a few lines; the one the keys answer is marked."""
     if not view.proposals:
         st.info("No proposal for this cluster yet: decide with 1 (Acceptable) or 2 (Unacceptable).")
@@ -262,7 +276,7 @@ def proposals(view: ClusterView, blind: bool) -> None:
     if not view.proposals_visible(blind):
         st.info(f"Blind mode: {len(view.proposals)} proposal(s) hidden until you decide.", icon=":material/visibility_off:")
         return
-    with st.container(key="cqc_proposals", gap="small"):
+    with st.container(key=f"cqc_proposals_{serial}", gap="small"):
         for proposal in view.proposals:
             answered = view.primary is not None and proposal.id == view.primary.id
             with st.container(border=answered, gap=None, key=f"cqc_prop_{proposal.id}"):
