@@ -99,7 +99,9 @@ def images(at: AppTest) -> int:
 
 
 def progress_texts(at: AppTest) -> list[str]:
-    return [p.proto.text for p in at.sidebar.get("progress")]
+    """The parts of the progress line at the top of the Review page ("Mine 1 / 4", ...)."""
+    line = next((t for t in texts(at) if t.startswith("Mine ")), "")
+    return line.split(" · ")
 
 
 def choose(at: AppTest, queue: str) -> AppTest:
@@ -187,7 +189,7 @@ def test_everything_reviewed_links_to_export(four: Path) -> None:
     assert any("Everything is reviewed" in s.value for s in at.success)
     assert [r[0] for r in rows(four)] == ["C_1", "C_2", "C_3", "C_4"]
     assert at.query_params.get("cluster") in (None, "")
-    links = [e.proto for e in at.main.children.values() if type(e).__name__ == "PageLink"]
+    links = [e.proto for e in at.main.get("page_link")]
     assert [(p.page, p.label) for p in links] == [("export", "Export the labels")]
 
 
@@ -572,6 +574,9 @@ def test_history_is_human_readable(four: Path) -> None:
     at.main.text_input(key="cqc_note").input("file names")
     press(at, "override")
     at.sidebar.text_input(key="cqc_jump").input("C_1").run()
+    assert not [t for t in texts(at) if " · alice · " in t]  # drawn only while the expander is open
+    at.session_state["cqc_x_history"] = True  # open it (AppTest has no click for expanders)
+    at.run()
     lines = [t for t in texts(at) if " · alice · " in t]
     assert len(lines) == 1 and re.fullmatch(
         r"today \d\d:\d\d UTC · alice · Unacceptable · differs from the model · note: file names", lines[0])

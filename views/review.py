@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from clusterqc.review import ReviewSession, load_view, pace, today_start
+from clusterqc.review import ReviewSession, load_view
 from clusterqc.store import Store
 from clusterqc.ui import common, keys
 from clusterqc.ui import review_view as rv
-
-
-def progress_line(store: Store, ctx: common.AppContext) -> None:
-    """Mine / reviewed / all, and today's pace with an estimate of the time left."""
-    remaining = ctx.total - ctx.reviewed if ctx.settings.wanted == 1 else store.clusters_needing(ctx.settings.wanted)
-    line = f"Mine {ctx.mine:,} / {ctx.total:,} · Reviewed {ctx.reviewed:,} / {ctx.total:,}"
-    if ctx.reviewer.name:
-        today, first = store.decisions_since(ctx.reviewer.name, today_start())
-        line += " · " + pace(today, first, remaining).line()
-    st.text(line)
 
 
 def review(store: Store, ctx: common.AppContext) -> None:
@@ -30,13 +20,25 @@ def review(store: Store, ctx: common.AppContext) -> None:
         st.title("Review")
         rv.no_clusters(store)
         return
+    if ctx.reviewer.problem:
+        st.warning(ctx.reviewer.problem + " Until then this page is read-only.", icon=":material/person:")
+    review_card(store, ctx)
+
+
+@st.fragment
+def review_card(store: Store, ctx: common.AppContext) -> None:
+    """Everything a key press changes, as a fragment: a key reruns this, not the sidebar.
+
+    Why: a key press to the next cluster is the page's hot path; redrawing the sidebar and the
+    navigation for each one roughly doubled the time to the next card (bench/RESULTS.md). The
+    sidebar's choices (reviewer, queue, blind mode) come in through `ctx`; changing one of them
+    reruns the whole page, and with it this fragment.
+    """
     state = rv.session_state()
     session = ReviewSession(store, state)
     session.configure(ctx.reviewer.name, ctx.settings)
     rv.follow_links(session, common.K_JUMP_PENDING)
-    progress_line(store, ctx)
-    if ctx.reviewer.problem:
-        st.warning(ctx.reviewer.problem + " Until then this page is read-only.", icon=":material/person:")
+    rv.progress_line(store, ctx)
     rv.show_messages(state)
     if not store.has_proposals():
         rv.no_proposals(store)

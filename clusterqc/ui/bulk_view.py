@@ -56,6 +56,9 @@ def _record(token: str) -> None:
 
 
 def page(store, ctx: AppContext) -> None:
+    from clusterqc.ui.review_view import progress_line
+
+    progress_line(store, ctx)
     s = state()
     size = st.number_input("Clusters per page", min_value=1, max_value=50, value=bulk.DEFAULT_PAGE, step=1,
                            key=SIZE_KEY)

@@ -238,6 +238,8 @@ def render_sidebar(store: Store, queue_controls: bool = True) -> AppContext:
 
     The queue controls (blind mode, queue, sort, search, jump) only show on the pages they
     act on (`queue_controls`); elsewhere their last values are kept for when they come back.
+    Those pages draw their own progress line (a key press reruns only their card), so the
+    sidebar's progress bars are left to the other pages.
     """
     with st.sidebar:
         st.text(f"Database: {store.path}")
@@ -262,7 +264,11 @@ def render_sidebar(store: Store, queue_controls: bool = True) -> AppContext:
             blind, flt = st.session_state.get(K_BLIND, False), st.session_state.get(K_FILTER)
             sort, search = st.session_state.get(K_SORT), st.session_state.get(K_SEARCH, "")
         slot = st.empty()
-        reviewed, mine, total = _show_progress(slot, store, reviewer.name)
+        if queue_controls:  # the review pages show progress at the top, redrawn with each key
+            slot = None
+            (reviewed, total), mine = cluster_counts(store), 0
+        else:
+            reviewed, mine, total = _show_progress(slot, store, reviewer.name)
     settings = QueueSettings(filter=flt or "unreviewed", sort=sort or "id", wanted=stored_wanted(store),
                              search=(search or "").strip())
     ctx = AppContext(store.path, reviewer, settings, bool(blind), reviewed, mine, total, slot)

@@ -99,7 +99,7 @@ _SCRIPT = """
     var t = e.target;
     if (!t || !t.closest) { return; }
     if (t.closest('[role="option"]')) { setTimeout(leave, 60); return; }
-    var caption = t.closest('[class*="st-key-cqc_sample_"] [data-testid="stText"]');
+    var caption = t.closest('.st-key-cqc_samples [data-testid="stText"]');
     if (caption) { caption.classList.toggle('cqc-open'); }
   }, true);
   doc.addEventListener('error', function (e) {
@@ -155,21 +155,21 @@ _STYLE = """
 [class*="st-key-cqc_card_"] { gap: 0.4rem; }
 [class*="st-key-cqc_card_"] [data-testid="stText"] { line-height: 1.35; }
 [class*="st-key-cqc_sample_"] { gap: 0.3rem; }
-[class*="st-key-cqc_sample_"] [data-testid="stText"] { cursor: pointer; font-size: 0.92rem; }
-[class*="st-key-cqc_sample_"] [data-testid="stText"] > span {
+.st-key-cqc_samples [data-testid="stText"] { cursor: pointer; font-size: 0.92rem; }
+.st-key-cqc_samples [data-testid="stText"] > span {
   display: -webkit-box !important; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden;
 }
-[class*="st-key-cqc_sample_"] [data-testid="stText"].cqc-open > span { display: block !important; }
+.st-key-cqc_samples [data-testid="stText"].cqc-open > span { display: block !important; }
 .st-key-cqc_samples { gap: 0.3rem; }
 .st-key-cqc_samples [data-testid="stImage"] img { height: 110px; object-fit: cover; }
 [class*="st-key-cqc_proposals_"] [data-testid="stText"] > span {
   display: -webkit-box !important; -webkit-line-clamp: 3; -webkit-box-orient: vertical; overflow: hidden;
 }
 [class*="st-key-cqc_prop_"] { padding: 0.35rem 0.6rem; gap: 0.2rem; }
-[class*="st-key-cqc_tone_green_"] button { border-color: #1a7f37; color: #1a7f37; }
-[class*="st-key-cqc_tone_red_"] button { border-color: #c62828; color: #c62828; }
-.st-key-cqc_tone_green_accept button { background: #1a7f37; color: #fff; }
-.st-key-cqc_tone_red_accept button { background: #c62828; color: #fff; }
+[class*="st-key-cqc_btn_"][class*="__green__"] button { border-color: #1a7f37; color: #1a7f37; }
+[class*="st-key-cqc_btn_"][class*="__red__"] button { border-color: #c62828; color: #c62828; }
+[class*="st-key-cqc_btn_accept__green__"] button { background: #1a7f37; color: #fff; }
+[class*="st-key-cqc_btn_accept__red__"] button { background: #c62828; color: #fff; }
 [class*="st-key-cqc_end_"] { display: none; }
 .cqc-other-card, .cqc-other-card * { visibility: hidden !important; }
 .cqc-broken { color: #c62828; font-size: 0.85rem; padding: 1rem 0; }

@@ -21,9 +21,9 @@ from typing import Any
 import streamlit as st
 
 from clusterqc import bootstrap, fewshot
-from clusterqc.review import ACTION_KEYS, Card, ClusterView, ReviewSession, SessionState, human_time
+from clusterqc.review import ACTION_KEYS, Card, ClusterView, ReviewSession, SessionState, human_time, pace, today_start
 from clusterqc.store import Store
-from clusterqc.ui.common import AppContext, forget_counts, get_store, one_line
+from clusterqc.ui.common import AppContext, cluster_counts, forget_counts, get_store, one_line
 
 STATE_KEY = "cqc_review_state"
 NOTE_KEY = "cqc_note"
@@ -58,10 +58,11 @@ def session_state() -> SessionState:
     return st.session_state.setdefault(STATE_KEY, SessionState())
 
 
-def button_key(action: str, card: Card) -> str:
+def button_key(action: str, card: Card, tone: str = "plain") -> str:
     """A widget key per action and card: a press on an earlier card's button can never be
-    mistaken for a press on this one (Streamlit keeps callbacks by widget key)."""
-    return f"cqc_btn_{action}__{card.token}"
+    mistaken for a press on this one (Streamlit keeps callbacks by widget key). The tone (the
+    colour of the verdict it records) is in the key so the page style can colour the button."""
+    return f"cqc_btn_{action}__{tone}__{card.token}"
 
 
 # --------------------------------------------------------------------------- actions
@@ -132,6 +133,20 @@ def sync_link(cluster_id: str | None) -> None:
 # --------------------------------------------------------------------------- the card
 
 
+def progress_line(store: Store, ctx: AppContext) -> None:
+    """Mine / reviewed / all, and today's pace with an estimate of the time left (fresh on every
+    run: it replaces the sidebar's bars on the review pages, which a key press does not redraw)."""
+    reviewed, total = cluster_counts(store)
+    mine = store.reviewer_label_count(ctx.reviewer.name) if ctx.reviewer.name else 0
+    wanted = ctx.settings.wanted
+    remaining = total - reviewed if wanted == 1 else store.clusters_needing(wanted)
+    line = f"Mine {mine:,} / {total:,} · Reviewed {reviewed:,} / {total:,}"
+    if ctx.reviewer.name:
+        today, first = store.decisions_since(ctx.reviewer.name, today_start())
+        line += " · " + pace(today, first, remaining).line()
+    st.text(line)
+
+
 def card(view: ClusterView, shown: Card, ctx: AppContext, facts: list[str]) -> None:
     """One cluster on one screen: id and facts beside the proposals, the keys, all 10 samples.
 
@@ -179,10 +194,9 @@ def action_bar(view: ClusterView, shown: Card, ctx: AppContext) -> None:
         for action in actions:
             verdict = _records(action, shown)
             tone = {"Acceptable": "green", "Unacceptable": "red"}.get(verdict or "", "plain")
-            with st.container(key=f"cqc_tone_{tone}_{action}", width="content"):
-                st.button(
+            st.button(
                     _action_label(action, shown),
-                    key=button_key(action, shown),
+                    key=button_key(action, shown, tone),
                     shortcut=ACTION_KEYS[action],
                     help=ACTION_HELP[action],
                     on_click=_press,
@@ -240,7 +254,10 @@ def _sample(view: ClusterView, n: int, text: str, serial: str) -> None:
     """One caption (clamped to two lines on screen; a click opens it) and its hints as badges."""
     hints = view.hints[n] if n < len(view.hints) else ()
     shown = text if len(text) <= CAPTION_CHARS else text[:CAPTION_CHARS] + " …"
-    with st.container(key=f"cqc_sample_{serial}_{n + 1}", horizontal=bool(hints), gap="small"):
+    if not hints:
+        st.text(f"{n + 1}. {shown}")
+        return
+    with st.container(key=f"cqc_sample_{serial}_{n + 1}", horizontal=True, gap="small"):
         st.text(f"{n + 1}. {shown}")
         for hint in hints:  # the offline judge's own labels, never caption text
             st.badge(hint, color="orange")
@@ -300,25 +317,35 @@ def proposals(view: ClusterView, blind: bool, serial: str = "0") -> None:
 
 def below_card(store: Store, view: ClusterView, reviewer: str | None) -> None:
     """What the curator does not read per cluster: guideline, thumbnails switch, full captions,
-    history, the few-shot control (below the fold, mostly behind expanders)."""
-    guideline(store)
+    history, the few-shot control (below the fold, behind expanders).
+
+    The expanders track their state and draw their content only while open: a key press then
+    redraws a few closed headers, not every history line and caption a second time.
+    """
+    guide = st.expander("Guideline", key="cqc_x_guideline", on_change="rerun", icon=":material/menu_book:")
+    if guide.open:
+        with guide:
+            guideline(store)
     if view.has_urls:
         st.toggle("Show thumbnails (5 per row)", key=THUMBS_KEY)
-    with st.expander("All captions in full"):
-        for n, sample in enumerate(view.cluster.samples):
-            st.text(f"{n + 1}. {sample.text}")
-    with st.expander(f"Decision history ({len(view.history)})"):
-        history(view)
+    full = st.expander("All captions in full", key="cqc_x_captions", on_change="rerun")
+    if full.open:
+        with full:
+            for n, sample in enumerate(view.cluster.samples):
+                st.text(f"{n + 1}. {sample.text}")
+    past = st.expander("Decision history", key="cqc_x_history", on_change="rerun")
+    if past.open:
+        with past:
+            history(view)
     fewshot_mark(store, view, reviewer)
 
 
 def guideline(store: Store) -> None:
     text = fewshot.current_guideline_text(store)
-    with st.expander("Guideline", expanded=False, icon=":material/menu_book:"):
-        if text:
-            st.text(text)
-        else:
-            st.markdown("No guideline has been set yet; the Few-shot page sets one.")
+    if text:
+        st.text(text)
+    else:
+        st.markdown("No guideline has been set yet; the Few-shot page sets one.")
 
 
 def fewshot_mark(store: Store, view: ClusterView, reviewer: str | None) -> None:
