@@ -61,7 +61,7 @@ def page(store, ctx: AppContext) -> None:
     progress_line(store, ctx)
     s = state()
     size = st.number_input("Clusters per page", min_value=1, max_value=50, value=bulk.DEFAULT_PAGE, step=1,
-                           key=SIZE_KEY)
+                           key=SIZE_KEY, width=180)
     seen = (ctx.reviewer.name, ctx.settings, int(size))
     if s.settings_seen != seen:
         s.page, s.settings_seen = None, seen

@@ -168,8 +168,13 @@ _STYLE = """
 [class*="st-key-cqc_prop_"] { padding: 0.35rem 0.6rem; gap: 0.2rem; }
 [class*="st-key-cqc_btn_"][class*="__green__"] button { border-color: #1a7f37; color: #1a7f37; }
 [class*="st-key-cqc_btn_"][class*="__red__"] button { border-color: #c62828; color: #c62828; }
-[class*="st-key-cqc_btn_accept__green__"] button { background: #1a7f37; color: #fff; }
-[class*="st-key-cqc_btn_accept__red__"] button { background: #c62828; color: #fff; }
+[class*="st-key-cqc_btn_accept__"][class*="__green__"] button { background: #1a7f37; color: #fff; }
+[class*="st-key-cqc_btn_accept__"][class*="__red__"] button { background: #c62828; color: #fff; }
+[class*="st-key-cqc_bulk_row__"] { padding: 0.4rem 0.75rem; }
+[class*="st-key-cqc_bulk_row__"] [data-testid="stText"] > span {
+  display: -webkit-box !important; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden;
+}
+[class*="st-key-cqc_bulk_row__"] [data-testid="stVerticalBlock"] { gap: 0.25rem; }
 [class*="st-key-cqc_end_"] { display: none; }
 .cqc-other-card, .cqc-other-card * { visibility: hidden !important; }
 .cqc-broken { color: #c62828; font-size: 0.85rem; padding: 1rem 0; }

@@ -16,7 +16,6 @@ it in one burst and never shows old samples under the new header.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 
