@@ -94,6 +94,8 @@ class DecisionTable(Connection):
         row["id"] = self._append_decision(conn, row)
         self._set_label(conn, row)
         conn.execute("DELETE FROM holds WHERE cluster_id = ? AND reviewer = ?", (cluster_id, row["reviewer"]))
+        # A decided cluster is no longer one of the reviewer's skips (m006).
+        conn.execute("DELETE FROM review_skips WHERE cluster_id = ? AND reviewer = ?", (cluster_id, row["reviewer"]))
         return Decision(**{**row, "verdict": verdict, "agrees": None if agrees is None else bool(agrees)})
 
     def accept_proposal(self, reviewer: str, proposal_id: int, note: str = "") -> Decision:
@@ -256,3 +258,17 @@ class DecisionTable(Connection):
     def reviewer_label_count(self, reviewer: str) -> int:
         """How many clusters `reviewer` currently has a verdict on (an index range on labels)."""
         return self._one("SELECT count(*) FROM labels WHERE reviewer = ?", (reviewer,))[0]
+
+    def reviewer_decisions_since(self, reviewer: str, since: str, window: int = 20_000) -> tuple[int, str | None]:
+        """(decisions `reviewer` appended at or after `since` (ISO UTC), the first one's time).
+
+        Why a window: the pace line is drawn on every rerun; walking the reviewer's newest
+        `window` rows through decisions_reviewer is bounded however long the log grows, and no
+        curator decides 20,000 clusters in one day.
+        """
+        row = self._one(
+            "SELECT count(*), min(created_at) FROM (SELECT created_at FROM decisions WHERE reviewer = ?"
+            " AND action = 'decide' ORDER BY id DESC LIMIT ?) WHERE created_at >= ?",
+            (reviewer, window, since),
+        )
+        return int(row[0]), row[1]

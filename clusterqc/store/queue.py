@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clusterqc.store.clusters import _search_sql, natural_key
-from clusterqc.store.connection import Connection
+from clusterqc.store.connection import Connection, utcnow
 
 HOLD_SECONDS = 300
 MAX_PEEK_WANTED = 3  # peek_cluster: "needs review" means fewer than this many reviews
@@ -41,6 +41,8 @@ RECHECK_FILTER = (
     " AND d.created_at > r.queued_at))"
 )
 QUEUE_FILTERS["recheck"] = RECHECK_FILTER
+# A reviewer's own skips (m006) are left out of every filter until they choose to revisit them.
+_NOT_SKIPPED = " AND NOT EXISTS (SELECT 1 FROM review_skips s WHERE s.reviewer = :me AND s.cluster_id = c.id)"
 _UNCERTAINTY = (
     "((SELECT count(DISTINCT p.verdict) FROM proposals p WHERE p.cluster_id = c.id)"
     " + (SELECT count(*) > 0 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict IS NULL))"
@@ -137,7 +139,7 @@ class ReviewQueue(Connection):
         return self._write(write)
 
     @staticmethod
-    def _queue_select(where: str, filter: str, sort: str, wanted: int) -> str:
+    def _queue_select(where: str, filter: str, sort: str, wanted: int, limit: int = 1) -> str:
         """SQL for the first cluster of a queue, fast at 100,000 clusters.
 
         "Needs review" filters only take clusters with n_reviews < wanted, so the query asks each
@@ -153,11 +155,11 @@ class ReviewQueue(Connection):
         if QUEUE_FILTERS[filter].startswith(_NEEDS_ME) and filter != "unparsed" and sort in ("id", "size"):
             parts = [
                 f"SELECT * FROM (SELECT c.id, c.nkey, c.size FROM clusters c WHERE c.n_reviews = {r}"
-                f" AND {where} ORDER BY {order} LIMIT 1)"
+                f" AND {where} ORDER BY {order} LIMIT {int(limit)})"
                 for r in range(max(int(wanted), 1))
             ]
-            return f"SELECT c.id FROM ({' UNION ALL '.join(parts)}) c ORDER BY {order} LIMIT 1"
-        return f"SELECT c.id FROM clusters c WHERE {where} ORDER BY {order} LIMIT 1"
+            return f"SELECT c.id FROM ({' UNION ALL '.join(parts)}) c ORDER BY {order} LIMIT {int(limit)}"
+        return f"SELECT c.id FROM clusters c WHERE {where} ORDER BY {order} LIMIT {int(limit)}"
 
     def queue_count(
         self, reviewer: str, filter: str = "unreviewed", wanted: int = 1, search: str = "", exclude: Sequence[str] = ()
@@ -177,6 +179,8 @@ class ReviewQueue(Connection):
             where += _search_sql(search.strip())
             escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params["search"] = f"%{escaped}%"
+        if reviewer:
+            where += _NOT_SKIPPED
         if exclude:
             where += " AND c.id NOT IN (SELECT value FROM json_each(:exclude))"
             params["exclude"] = json.dumps(list(exclude))
@@ -222,3 +226,76 @@ class ReviewQueue(Connection):
 
         self._write(write)
 
+
+    def next_clusters(
+        self,
+        reviewer: str,
+        n: int,
+        filter: str = "unreviewed",
+        sort: str = "id",
+        wanted: int = 1,
+        search: str = "",
+        exclude: Sequence[str] = (),
+        hold_seconds: float = HOLD_SECONDS,
+    ) -> list[str]:
+        """The next `n` clusters of a queue for bulk review, all held for `reviewer` at once.
+
+        Same choice as `next_cluster` repeated `n` times, in one transaction (so two curators
+        paging in bulk side by side get disjoint pages); the reviewer's other holds go.
+        """
+        where, params = self._queue_where(reviewer, filter, wanted, search, exclude)
+        select = self._queue_select(where, filter, sort, wanted, limit=max(int(n), 1))
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            ids = [r[0] for r in conn.execute(select, params).fetchall()]
+            conn.execute("DELETE FROM holds WHERE reviewer = ? OR expires_at <= ?", (reviewer, params["now"]))
+            conn.executemany(
+                "INSERT INTO holds (cluster_id, reviewer, expires_at) VALUES (?, ?, ?) ON CONFLICT (cluster_id) DO NOTHING",
+                [(cid, reviewer, params["now"] + hold_seconds) for cid in ids],
+            )
+            return ids
+
+        return self._write(write)
+
+    # -- skips (m006): per reviewer, kept across tabs and restarts
+
+    def skip_cluster(self, reviewer: str, cluster_id: str) -> None:
+        """Leave a cluster out of `reviewer`'s queues until they revisit their skips."""
+        if not reviewer or not reviewer.strip():
+            raise ValueError("a skip needs a reviewer name")
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO review_skips (reviewer, cluster_id, skipped_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (reviewer, cluster_id) DO UPDATE SET skipped_at = excluded.skipped_at",
+                (reviewer.strip(), cluster_id, utcnow()),
+            )
+            conn.execute("DELETE FROM holds WHERE cluster_id = ? AND reviewer = ?", (cluster_id, reviewer.strip()))
+
+        self._write(write)
+
+    def skipped_clusters(self, reviewer: str) -> list[str]:
+        """The clusters `reviewer` has skipped and not decided since, in the order skipped."""
+        return [
+            r[0]
+            for r in self._all(
+                "SELECT cluster_id FROM review_skips WHERE reviewer = ? ORDER BY skipped_at, rowid", (reviewer,)
+            )
+        ]
+
+    def unskip(self, reviewer: str, cluster_ids: Sequence[str] | None = None) -> int:
+        """Bring skipped clusters back (all of the reviewer's when `cluster_ids` is None)."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            if cluster_ids is None:
+                return conn.execute("DELETE FROM review_skips WHERE reviewer = ?", (reviewer,)).rowcount
+            return conn.execute(
+                "DELETE FROM review_skips WHERE reviewer = ? AND cluster_id IN (SELECT value FROM json_each(?))",
+                (reviewer, json.dumps(list(cluster_ids))),
+            ).rowcount
+
+        return self._write(write)
+
+    def clusters_needing(self, wanted: int = 1) -> int:
+        """Clusters with fewer than `wanted` reviews (the progress line's "still need a review")."""
+        return self._one("SELECT count(*) FROM clusters WHERE n_reviews < ?", (int(wanted),))[0]

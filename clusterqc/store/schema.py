@@ -177,6 +177,23 @@ def m004_browse_filter_indexes(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m006_review_skips(db: sqlite_utils.Database) -> None:
+    """Skips per reviewer, so a new tab or a restart does not bring a skipped cluster back.
+
+    One row per (reviewer, cluster): skipping again only refreshes the time; revisiting the
+    skipped ones deletes the reviewer's rows; deciding a cluster deletes that reviewer's row.
+    """
+    db.execute(
+        """CREATE TABLE review_skips (
+            reviewer TEXT NOT NULL,
+            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            skipped_at TEXT NOT NULL,
+            PRIMARY KEY (reviewer, cluster_id)
+        )"""
+    )
+
+
+@migrations()
 def m007_learned_judge(db: sqlite_utils.Database) -> None:
     """The learned judge (issue 15): a proposal can carry how sure its judge is.
 

@@ -234,8 +234,17 @@ def forget_counts() -> None:
     _cached_counts.clear()
 
 
-def render_sidebar(store: Store) -> AppContext:
-    """The shared sidebar; also leaves an AppContext for the pages of this run."""
+QUEUE_WIDGETS = (K_BLIND, K_FILTER, K_SORT, K_SEARCH)
+
+
+def render_sidebar(store: Store, queue_controls: bool = True) -> AppContext:
+    """The shared sidebar; also leaves an AppContext for the pages of this run.
+
+    The queue controls (blind mode, queue, sort, search, jump) only show on the pages they
+    act on (`queue_controls`); elsewhere their last values are kept for when they come back.
+    Those pages draw their own progress line (a key press reruns only their card), so the
+    sidebar's progress bars are left to the other pages.
+    """
     with st.sidebar:
         st.text(f"Database: {store.path}")
         reviewer = _reviewer_widgets(login_configured())
@@ -246,13 +255,24 @@ def render_sidebar(store: Store) -> AppContext:
             "Reviews wanted per cluster", options=list(range(1, MAX_WANTED + 1)), key=K_WANTED,
             on_change=_save_wanted, args=(store,),
         )
-        blind = st.toggle("Blind mode", key=K_BLIND, help="Hide proposals until you have decided the cluster.")
-        flt = st.selectbox("Queue", list(FILTER_LABELS), format_func=FILTER_LABELS.__getitem__, key=K_FILTER)
-        sort = st.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key=K_SORT)
-        search = st.text_input("Search samples", key=K_SEARCH, placeholder="text in any caption")
-        st.text_input("Jump to cluster id", key=K_JUMP, on_change=_request_jump, placeholder="e.g. Cluster_12")
+        if queue_controls:
+            blind = st.toggle("Blind mode", key=K_BLIND, help="Hide proposals until you have decided the cluster.")
+            flt = st.selectbox("Queue", list(FILTER_LABELS), format_func=FILTER_LABELS.__getitem__, key=K_FILTER)
+            sort = st.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key=K_SORT)
+            search = st.text_input("Search samples", key=K_SEARCH, placeholder="text in any caption")
+            st.text_input("Jump to cluster id", key=K_JUMP, on_change=_request_jump, placeholder="e.g. Cluster_12")
+        else:
+            for key in QUEUE_WIDGETS:  # keep the values while the widgets are not drawn
+                if key in st.session_state:
+                    st.session_state[key] = st.session_state[key]
+            blind, flt = st.session_state.get(K_BLIND, False), st.session_state.get(K_FILTER)
+            sort, search = st.session_state.get(K_SORT), st.session_state.get(K_SEARCH, "")
         slot = st.empty()
-        reviewed, mine, total = _show_progress(slot, store, reviewer.name)
+        if queue_controls:  # the review pages show progress at the top, redrawn with each key
+            slot = None
+            (reviewed, total), mine = cluster_counts(store), 0
+        else:
+            reviewed, mine, total = _show_progress(slot, store, reviewer.name)
         evidence_ui.sidebar(store)
     settings = QueueSettings(filter=flt or "unreviewed", sort=sort or "id", wanted=stored_wanted(store),
                              search=(search or "").strip())

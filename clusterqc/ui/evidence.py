@@ -28,6 +28,14 @@ def pool(store: Store) -> evidence.PoolView:
     return _pool(str(store.path.resolve()), store)
 
 
+def facts(store: Store, cluster: Cluster) -> list[str]:
+    """The card's facts line additions (mean CLIP beside the pool's, share of the pool), or none."""
+    if not evidence.has_evidence(cluster):
+        return []
+    ev = evidence.card_evidence(cluster, pool(store), store.pool_cluster(cluster.id))
+    return [] if ev.empty else list(ev.facts[:2])
+
+
 def card(store: Store, cluster: Cluster) -> None:
     """The evidence box of one cluster; nothing at all (and no query) when its file carried none."""
     if not evidence.has_evidence(cluster):
