@@ -64,7 +64,9 @@ def test_cluster_says_which_step_it_is_on(tmp_path: Path) -> None:
 
 
 def test_import_propose_and_evaluate_show_progress_lines(tmp_path: Path) -> None:
-    result = _run(tmp_path, "import", "--demo")
+    # An interval of 1 ms: on a quiet machine `import --demo` takes only tens of milliseconds,
+    # which a 50 ms first line could miss (it did, in CI).
+    result = _run(tmp_path, "import", "--demo", interval="0.001")
     assert result.returncode == 0, result.stderr
     assert _plain_lines(result.stderr, "import: ")
     with_labels = [(f"Cluster_{n}", "Acceptable" if n % 3 else "Unacceptable") for n in range(12)]
@@ -75,10 +77,10 @@ def test_import_propose_and_evaluate_show_progress_lines(tmp_path: Path) -> None
     )
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT), "CLUSTERQC_DB": str(tmp_path / "p.db")})
-    result = _run(tmp_path, "evaluate", "--prompt", "seed", "--judge", "offline")
+    result = _run(tmp_path, "evaluate", "--prompt", "seed", "--judge", "offline", interval="0.001")
     assert result.returncode == 0, result.stderr
     assert _plain_lines(result.stderr, "evaluate: ")[-1].startswith("evaluate: 100% 12/12 [")
-    result = _run(tmp_path, "propose", "--judge", "offline")
+    result = _run(tmp_path, "propose", "--judge", "offline", interval="0.001")
     assert result.returncode == 0, result.stderr
     assert _plain_lines(result.stderr, "propose: ")[-1].startswith("propose: 100% 48/48 [")
 

@@ -62,6 +62,10 @@ def describe_error(path: str | os.PathLike[str], exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         msg = exc.strerror
     name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_IOERR") and _disk_is_full(Path(path)):
+        # A full disk often surfaces as an I/O error (growing the WAL index in -shm, a short
+        # write), not SQLITE_FULL; SQLite gives no errno, the file system's free space tells.
+        name = "SQLITE_FULL"
     if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")):
         readonly = _read_only_reason(Path(path))
         if readonly:
@@ -70,6 +74,15 @@ def describe_error(path: str | os.PathLike[str], exc: BaseException) -> str:
         if name == code or name.startswith(code + "_"):
             return f"{path}: {text.format(msg=msg)}"
     return f"{path}: {msg}"
+
+
+def _disk_is_full(path: Path) -> bool:
+    """Whether the file system holding `path` has no room left for another page."""
+    try:
+        st = os.statvfs(path.parent if str(path.parent) else ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def _read_only_reason(path: Path) -> str | None:
