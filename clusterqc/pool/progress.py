@@ -2,7 +2,9 @@
 
 A job under nohup, cron or a Ray submission writes to a log, where a bar's carriage returns
 turn into one unreadable line (tqdm disables itself there, leaving nothing), so off a TTY the
-same counts are printed as a line every `interval` seconds and once at the end.
+same counts are printed as a line every `interval` seconds and once at the end. The interval
+is the one every other long command uses (`clusterqc.progress.log_interval()`, 5 s, or
+`$CLUSTERQC_PROGRESS_INTERVAL`), so one setting quiets or speeds up every log.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ import sys
 import time
 from typing import IO, Any
 
+from clusterqc.progress import log_interval
+
 
 class Progress:
     """Rows and shards done out of a known total; `update` after each shard."""
 
     def __init__(
         self, desc: str, total_rows: int, total_shards: int, stream: IO[str] | None = None,
-        interval: float = 5.0, enabled: bool = True,
+        interval: float | None = None, enabled: bool = True,
     ):
         self.desc, self.total_rows, self.total_shards = desc, total_rows, total_shards
         self.stream = stream if stream is not None else sys.stderr
-        self.interval, self.enabled = interval, enabled
+        self.interval = log_interval() if interval is None else interval
+        self.enabled = enabled
         self.rows = self.shards = 0
         self.start = self.last = time.monotonic()
         self.bar: Any = None

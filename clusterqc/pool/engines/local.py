@@ -13,7 +13,7 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, progress: bool = True, interval: float = 5.0):
+    def __init__(self, progress: bool = True, interval: float | None = None):
         self.progress, self.interval = progress, interval
 
     def put(self, value: Any) -> Any:

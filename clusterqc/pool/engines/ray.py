@@ -30,7 +30,7 @@ class RayEngineError(RuntimeError):
 class RayEngine:
     name = "ray"
 
-    def __init__(self, progress: bool = True, interval: float = 5.0, window: int | None = None,
+    def __init__(self, progress: bool = True, interval: float | None = None, window: int | None = None,
                  timeout: float | None = None, num_cpus: int | None = None):
         import ray
 
