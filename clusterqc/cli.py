@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from clusterqc.store import ENV_DB, Store, resolve_db_path
+from clusterqc.store import ENV_DB, DatasetError, Store, resolve_db_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +57,21 @@ def open_store(db: str | None) -> Store:
     return Store(db)
 
 
+dataset_option = click.option(
+    "--dataset", "dataset", default=None, metavar="NAME",
+    help="Only this dataset (default: every dataset; see `clusterqc datasets`).",
+)
+one_dataset_option = click.option(
+    "--dataset", "dataset", default=None, metavar="NAME",
+    help="The dataset to work on (needed when the database holds more than one).",
+)
+
+
+def dataset_errors(fn: F) -> F:
+    """An unknown, invalid or missing --dataset is one line (the message lists the known names)."""
+    return user_errors(DatasetError)(fn)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="clusterqc")
 def cli() -> None:
@@ -65,22 +80,40 @@ def cli() -> None:
 
 @cli.command()
 @db_option
-def stats(db: str | None) -> None:
-    """Counts of clusters, proposals, decisions and reviewers."""
+@dataset_option
+@dataset_errors
+def stats(db: str | None, dataset: str | None) -> None:
+    """Counts of clusters, proposals, decisions and reviewers (all datasets, or --dataset)."""
     with open_store(db) as store:
-        s = store.stats()
+        s = store.stats(dataset=dataset)
+        judges = store.judges(dataset=dataset)
+        names = store.dataset_names()
         click.echo(f"database:   {store.path}")
+    click.echo(f"datasets:   {dataset if dataset else (len(names))}" + ("" if dataset else f" ({', '.join(names)})" if names else ""))
     click.echo(f"clusters:   {s.clusters}")
     click.echo(f"proposals:  {s.proposals} ({s.unparsed} unparsed)")
-    for judge, version, n in _judges(db):
+    for judge, version, n in judges:
         click.echo(f"  {judge} @ {version}: {n}")
     click.echo(f"decisions:  {s.decisions} ({s.reviewed_clusters} clusters reviewed)")
     click.echo(f"reviewers:  {len(s.reviewers)}" + (f" ({', '.join(s.reviewers)})" if s.reviewers else ""))
 
 
-def _judges(db: str | None) -> list[tuple[str, str, int]]:
-    with open_store(db) as store:
-        return store.judges()
+@cli.command("datasets")
+@db_option
+def datasets_cmd(db: str | None) -> None:
+    """Each dataset: clusters, proposals, reviewed clusters, decisions, source files, created."""
+    with _existing_store(db) as store:
+        rows = store.datasets()
+    if not rows:
+        click.echo("no datasets yet: import a cluster file (clusterqc import FILE)")
+        return
+    width = max(7, *(len(r["name"]) for r in rows))
+    click.echo(f"{'dataset':<{width}} {'clusters':>8} {'proposals':>9} {'reviewed':>8} {'decisions':>9}  {'created':<19}  sources")
+    for r in rows:
+        click.echo(
+            f"{r['name']:<{width}} {r['clusters']:>8} {r['proposals']:>9} {r['reviewed']:>8} {r['decisions']:>9}"
+            f"  {r['created_at'][:19].replace('T', ' '):<19}  {', '.join(r['sources']) or '-'}"
+        )
 
 
 @cli.command()
@@ -170,11 +203,15 @@ def fewshot() -> None:
 @fewshot.command("suggest")
 @db_option
 @click.option("--k", "k", type=int, default=6, show_default=True, help="How many examples to suggest.")
+@dataset_option
 @_curation
-def fewshot_suggest(db: str | None, k: int) -> None:
-    """Suggest K examples: balanced across verdicts, overrides first, different kinds of clusters."""
+@dataset_errors
+def fewshot_suggest(db: str | None, k: int, dataset: str | None) -> None:
+    """Suggest K examples: balanced across verdicts, overrides first, different kinds of clusters.
+
+    From every dataset unless --dataset; with several, clusters are named DATASET:ID."""
     with open_store(db) as store:
-        picks = _fewshot().suggest(store, k)
+        picks = _fewshot().suggest(store, k, dataset=dataset)
     if not picks:
         click.echo("no reviewed clusters with an agreed verdict yet: review some first")
         return
@@ -182,10 +219,10 @@ def fewshot_suggest(db: str | None, k: int) -> None:
     for c in picks:
         reason = _clip(c.reason, 60) if c.reason else "(none: mark it with --reason)"
         click.echo(
-            f"{c.cluster_id:<16} {c.verdict.value:<13} {'yes' if c.overridden else 'no':<9}"
+            f"{c.ref or c.cluster_id:<16} {c.verdict.value:<13} {'yes' if c.overridden else 'no':<9}"
             f" {'yes' if c.marked else 'no':<7} {reason}"
         )
-    click.echo(f"\nclusterqc prompt create --name NAME --examples {','.join(c.cluster_id for c in picks)}")
+    click.echo(f"\nclusterqc prompt create --name NAME --examples {','.join(c.ref or c.cluster_id for c in picks)}")
 
 
 @fewshot.command("mark")
@@ -194,18 +231,21 @@ def fewshot_suggest(db: str | None, k: int) -> None:
 @click.option("--reason", default=None, help="The example's reason (default: the one offered: the model's if accepted).")
 @click.option("--reviewer", envvar="CLUSTERQC_REVIEWER", default=None, help="Who marks it (default: $USER).")
 @click.option("--unmark", is_flag=True, help="Remove the cluster from the examples instead.")
+@one_dataset_option
 @_curation
-def fewshot_mark(db: str | None, cluster_id: str, reason: str | None, reviewer: str | None, unmark: bool) -> None:
-    """Mark a decided cluster as a few-shot example (or --unmark it)."""
+@dataset_errors
+def fewshot_mark(db: str | None, cluster_id: str, reason: str | None, reviewer: str | None, unmark: bool,
+                 dataset: str | None) -> None:
+    """Mark a decided cluster (an id, or DATASET:ID) as a few-shot example (or --unmark it)."""
     fs = _fewshot()
     with open_store(db) as store:
         if unmark:
-            if not fs.unmark_example(store, cluster_id):
+            if not fs.unmark_example(store, cluster_id, dataset=dataset):
                 raise UserError(f"cluster {cluster_id} is not marked as an example")
             click.echo(f"unmarked {cluster_id}")
             return
-        reason = fs.offered_reason(store, cluster_id) if reason is None else reason
-        row = fs.mark_example(store, cluster_id, reason, reviewer or _default_reviewer())
+        reason = fs.offered_reason(store, cluster_id, dataset=dataset) if reason is None else reason
+        row = fs.mark_example(store, cluster_id, reason, reviewer or _default_reviewer(), dataset=dataset)
     click.echo(f"marked {row['cluster_id']} as an example ({row['verdict']}): {row['reason']}")
 
 
@@ -243,12 +283,16 @@ def prompt() -> None:
               help="Replace the base's examples or add to them.")
 @click.option("--base", default=None, help="Base template: a stored prompt name/version or a file (default: the active one).")
 @click.option("--activate", "make_active", is_flag=True, help="Make the new version the active one.")
+@click.option("--dataset", "dataset", default=None, metavar="NAME",
+              help="Dataset of the plain ids in --examples (DATASET:ID names a cluster of any dataset).")
 @_curation
-def prompt_create(db: str | None, name: str, examples: str, mode: str, base: str | None, make_active: bool) -> None:
-    """Build a prompt version from a base template and reviewed clusters as examples."""
+@dataset_errors
+def prompt_create(db: str | None, name: str, examples: str, mode: str, base: str | None, make_active: bool,
+                  dataset: str | None) -> None:
+    """Build a prompt version from a base template and reviewed clusters (of any dataset) as examples."""
     fs = _fewshot()
     with open_store(db) as store:
-        row = fs.create_prompt(store, name, examples.split(","), mode=mode, base=base)
+        row = fs.create_prompt(store, name, examples.split(","), mode=mode, base=base, dataset=dataset)
         if make_active:
             fs.activate(store, row["version"])
     click.echo(f"created prompt {row['name']} ({row['version']}) with {len(row['examples'])} example(s)"
@@ -313,7 +357,8 @@ def _plural(n: int, word: str) -> str:
 @cli.command("import")
 @click.argument("paths", nargs=-1, type=click.Path(dir_okay=True, path_type=str))
 @db_option
-@click.option("--dataset", default=None, help="Dataset name for clusters whose file does not name one.")
+@click.option("--dataset", default=None, metavar="NAME",
+              help="Dataset for every cluster of the files (default: each cluster's own, else its file's stem).")
 @click.option("--replace", is_flag=True, help="Overwrite clusters whose id exists with different content.")
 @click.option("--demo", is_flag=True, help="Import the bundled demo clusters (data/demo_clusters.json).")
 def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace: bool, demo: bool) -> None:
@@ -328,15 +373,26 @@ def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace
         targets = [*paths, *([str(demo_path())] if demo else [])]
         if not targets:
             raise UserError("give one or more cluster files, or --demo")
+        if demo and dataset is None and not paths:
+            from clusterqc.bootstrap import DEMO_DATASET
+
+            dataset = DEMO_DATASET
         files = read_files(targets, dataset)
         with open_store(db) as store:
             result = write_clusters(store, files, replace=replace)
-    except (IngestError, FileNotFoundError) as exc:
+    except (IngestError, FileNotFoundError, DatasetError) as exc:
         raise UserError(str(exc)) from exc
+    names = sorted({c.dataset for _, cs in files for c in cs if c.dataset})
     click.echo(
         f"imported {_plural(result.added, 'cluster')} from {_plural(len(files), 'file')}"
+        f" into {'dataset' if len(names) == 1 else 'datasets'} {', '.join(names) or '-'}"
         f" ({result.unchanged} unchanged, {result.replaced} replaced)"
     )
+    if result.unlabelled:
+        click.echo(
+            f"note: {_plural(result.unlabelled, 'reviewed cluster')} changed content and lost {'its' if result.unlabelled == 1 else 'their'}"
+            " label (the decisions stay in the log); they are back in the review queue and propose will ask again"
+        )
 
 
 @cli.command("cluster")
@@ -397,10 +453,13 @@ def _default_against(store: Any, target: dict[str, Any]) -> str:
 @click.option("--timeout", type=float, default=None, help="Seconds per request.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
 @click.option("--no-run", is_flag=True, help="Only score answers already stored; ask nothing.")
+@dataset_option
 @_curation
+@dataset_errors
 def evaluate_cmd(
     db: str | None, prompt_name: str, against: tuple[str, ...], judge_kind: str | None, model: str | None,
     base_url: str | None, api_key_env: str, timeout: float | None, concurrency: int, no_run: bool,
+    dataset: str | None,
 ) -> None:
     """Evaluate a prompt version on reviewed clusters outside its examples, next to other versions."""
     from clusterqc import evaluate as ev
@@ -422,7 +481,7 @@ def evaluate_cmd(
         try:
             result = ev.evaluate(
                 store, names, lambda t: make_judge(kind, config, t), run_missing=not no_run,
-                concurrency=concurrency, progress=bar,
+                concurrency=concurrency, progress=bar, dataset=store.check_dataset(dataset),
             )
         finally:
             if bar is not None:
@@ -480,9 +539,12 @@ def _propose_errors() -> tuple[type[BaseException], ...]:
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
 @click.option("--max-retries", type=click.IntRange(min=0), default=4, show_default=True,
               help="Retries on 429, 5xx, timeouts (the openai client's own, honouring Retry-After).")
+@dataset_option
+@dataset_errors
 def propose(db: str | None, judge_kind: str | None, model: str | None, base_url: str | None, api_key_env: str,
             concurrency: int, limit: int | None, prompt_ref: str | None, dry_run: bool, rpm: float | None,
-            tpm: float | None, timeout: float, max_tokens: int | None, temperature: float, max_retries: int) -> None:
+            tpm: float | None, timeout: float, max_tokens: int | None, temperature: float, max_retries: int,
+            dataset: str | None) -> None:
     """Propose a verdict for every cluster that has none yet from this judge and prompt.
 
     Each answer is stored as it arrives: stop it at any time (Ctrl-C) and run again to finish.
@@ -495,11 +557,12 @@ def propose(db: str | None, judge_kind: str | None, model: str | None, base_url:
                                   rpm=rpm, tpm=tpm)
         kind = judge_kind or ("llm" if config.configured else "offline")
         with open_store(db) as store:
+            dataset = store.check_dataset(dataset)
             judge = _make_cli_judge(store, kind, config, prompt_ref)
             if dry_run:
-                _print_plan(store, judge, kind, config, limit)
+                _print_plan(store, judge, kind, config, limit, dataset)
             else:
-                _run_propose(store, judge, kind, config, concurrency, limit)
+                _run_propose(store, judge, kind, config, concurrency, limit, dataset)
     except _propose_errors() as exc:
         raise UserError(str(exc)) from exc
 
@@ -521,10 +584,10 @@ def _judge_line(judge: Any, kind: str, config: Any) -> str:
     return f"judge:    {config.describe()}\nprompt:   {name} ({judge.prompt_version})"
 
 
-def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | None) -> None:
+def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | None, dataset: str | None) -> None:
     from clusterqc.propose import plan_run
 
-    plan = plan_run(store, judge, limit)
+    plan = plan_run(store, judge, limit, dataset=dataset)
     click.echo(_judge_line(judge, kind, config))
     click.echo(f"pending:  {_plural(plan.pending, 'cluster')}")
     if kind == "llm" and not config.api_key:
@@ -537,7 +600,8 @@ def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | N
     click.echo(plan.example_prompt)
 
 
-def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: int, limit: int | None) -> None:
+def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: int, limit: int | None,
+                 dataset: str | None) -> None:
     from tqdm import tqdm
 
     from clusterqc.propose import run_batch
@@ -551,7 +615,7 @@ def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: 
         bar.update(p.done - bar.n)
 
     try:
-        result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=progress)
+        result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=progress, dataset=dataset)
     except KeyboardInterrupt:
         bar.close()
         click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)
@@ -563,7 +627,8 @@ def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: 
     bar.close()
     p = result.progress
     if p.total == 0:
-        click.echo(f"nothing to do: every cluster has a proposal from {result.judge} @ {result.prompt_version}")
+        where = f" of dataset {dataset}" if dataset else ""
+        click.echo(f"nothing to do: every cluster{where} has a proposal from {result.judge} @ {result.prompt_version}")
         return
     tokens = f"; {p.prompt_tokens:,} prompt + {p.completion_tokens:,} answer tokens" if p.prompt_tokens else ""
     click.echo(
@@ -584,13 +649,15 @@ def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: 
 @click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
 @click.option("--judge", "judge_name", required=True, help="Judge name to store them under (e.g. the model that wrote them).")
 @db_option
-def import_proposals_cmd(path: str, judge_name: str, db: str | None) -> None:
+@one_dataset_option
+@dataset_errors
+def import_proposals_cmd(path: str, judge_name: str, db: str | None, dataset: str | None) -> None:
     """Import an earlier run: raw classifications JSON (cluster -> answer) or parsed CSV."""
     from clusterqc.propose import ProposalImportError, import_proposals
 
     try:
         with open_store(db) as store:
-            summary = import_proposals(store, path, judge_name)
+            summary = import_proposals(store, path, judge_name, dataset=dataset)
     except (ProposalImportError, ValueError, OSError) as exc:
         raise UserError(str(exc)) from exc
     click.echo(
@@ -613,12 +680,18 @@ def _existing_store(db: str | None) -> Store:
 
 @cli.command("agreement")
 @db_option
-def agreement_cmd(db: str | None) -> None:
-    """How often each judge agrees with the reviewers, and the reviewers with each other."""
-    from clusterqc.metrics import agreement_report
+@dataset_option
+@click.option("--by-dataset", is_flag=True, help="Also each judge's agreement in each dataset, side by side.")
+@dataset_errors
+def agreement_cmd(db: str | None, dataset: str | None, by_dataset: bool) -> None:
+    """How often each judge agrees with the reviewers, and the reviewers with each other.
+
+    Over every dataset (clusters named DATASET:ID) unless --dataset names one."""
+    from clusterqc.metrics import agreement_by_dataset, agreement_report
 
     with _existing_store(db) as store:
-        report = agreement_report(store)
+        report = agreement_report(store, dataset=store.check_dataset(dataset))
+        side = agreement_by_dataset(store) if by_dataset else None
     if report.n_reviewed == 0:
         click.echo("no reviewed clusters yet")
         return
@@ -643,6 +716,13 @@ def agreement_cmd(db: str | None) -> None:
     for row in ra.pairs.itertuples(index=False):
         kappa = "n/a" if row.kappa is None or row.kappa != row.kappa else f"{row.kappa:.2f}"
         click.echo(f"  {row.reviewer_a} / {row.reviewer_b}: {row.n} shared, kappa {kappa}")
+    if side is not None:
+        click.echo("by dataset:")
+        for row in side.itertuples(index=False):
+            kappa = "n/a" if row.kappa is None or row.kappa != row.kappa else f"{row.kappa:.2f}"
+            rate = "n/a" if row.agreement is None or row.agreement != row.agreement else f"{row.agreement:.1%}"
+            click.echo(f"  {row.dataset}: {row.judge} @ {row.prompt_version}: {row.compared} compared,"
+                       f" agreement {rate}, kappa {kappa}")
 
 
 @cli.command("export")
@@ -652,13 +732,15 @@ def agreement_cmd(db: str | None) -> None:
               help="Output format (default: from the --out extension).")
 @click.option("--include-unreviewed", is_flag=True,
               help="Also export clusters only the model labelled (label_source=model_only).")
-def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bool) -> None:
-    """One row per cluster: the label, who decided it, and what the model said."""
+@dataset_option
+@dataset_errors
+def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bool, dataset: str | None) -> None:
+    """One row per cluster (with its dataset): the label, who decided it, and what the model said."""
     from clusterqc.export import ExportError, export_labels
 
     try:
         with _existing_store(db) as store:
-            n = export_labels(store, out, fmt, include_unreviewed)
+            n = export_labels(store, out, fmt, include_unreviewed, dataset=store.check_dataset(dataset))
     except (ExportError, OSError) as exc:
         raise UserError(str(exc)) from exc
     skipped = n["clusters"] - n["rows"]
@@ -679,13 +761,18 @@ def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bo
               default=("Acceptable",), show_default=True, help="Label(s) whose clusters are kept (repeatable).")
 @click.option("--include-unreviewed", is_flag=True,
               help="Use the model's verdict for clusters nobody reviewed (else they are dropped).")
-def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool) -> None:
-    """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines)."""
+@one_dataset_option
+@dataset_errors
+def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool,
+                    dataset: str | None) -> None:
+    """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines).
+
+    The assignments belong to one clustering: --dataset names it when the database holds several."""
     from clusterqc.subset import SubsetError, build_subset, save_uids
 
     try:
         with _existing_store(db) as store:
-            result = build_subset(store, assignments, keep, include_unreviewed)
+            result = build_subset(store, assignments, keep, include_unreviewed, dataset=dataset)
         save_uids(result.uids, out)
     except (SubsetError, OSError) as exc:
         raise UserError(str(exc)) from exc

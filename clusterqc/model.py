@@ -93,13 +93,15 @@ class Cluster:
         return [s.text for s in self.furthest]
 
     def content_hash(self) -> str:
-        """Identity of the content, so a re-import of the same data is recognised as such."""
+        """Identity of the content, so a re-import of the same data is recognised as such.
+
+        The dataset is left out: it is where the cluster lives, not what it holds.
+        """
         payload = json.dumps(
             {
                 "closest": [s.to_json() for s in self.closest],
                 "furthest": [s.to_json() for s in self.furthest],
                 "size": self.size,
-                "dataset": self.dataset,
             },
             ensure_ascii=False,
             sort_keys=True,
@@ -145,6 +147,8 @@ class Proposal:
     completion_tokens: int | None = None
     id: int | None = None
     created_at: str | None = None
+    dataset: str | None = None  # None: the cluster's only dataset (see clusterqc.store.datasets)
+    content_hash: str | None = None  # the content it answered; None: the cluster's current one
 
     @property
     def parsed(self) -> bool:
@@ -170,6 +174,8 @@ class Decision:
     guideline: str | None = None
     id: int | None = None
     created_at: str | None = None
+    dataset: str | None = None
+    content_hash: str | None = None  # the content it was made on
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from clusterqc.judges.base import Judge, JudgeError
@@ -106,10 +106,13 @@ def record_prompt(store: Store, judge: Judge) -> None:
         save_template(store, template)
 
 
-def _clusters(store: Store, ids: list[str]) -> Iterator[Cluster]:
-    """Load clusters a chunk at a time, fully read before any write (no cursor left open)."""
-    for start in range(0, len(ids), LOAD_CHUNK):
-        yield from list(store.iter_clusters(ids[start : start + LOAD_CHUNK]))
+def _clusters(store: Store, keys: list[tuple[str, str]]) -> Iterator[Cluster]:
+    """Load clusters ((dataset, id) keys, in order) a chunk at a time, fully read before any
+    write (no cursor left open)."""
+    for start in range(0, len(keys), LOAD_CHUNK):
+        chunk = keys[start : start + LOAD_CHUNK]
+        for dataset in dict.fromkeys(ds for ds, _ in chunk):
+            yield from list(store.iter_clusters([cid for ds, cid in chunk if ds == dataset], dataset=dataset))
 
 
 class _Run:
@@ -126,14 +129,15 @@ class _Run:
         self.stopped: str | None = None
         self.errors: list[tuple[str, str]] = []
 
-    def settle(self, future: Future[Proposal], cluster_id: str) -> None:
+    def settle(self, future: Future[Proposal], key: tuple[str, str]) -> None:
         """Commit one finished request: a proposal, a logged failure, or a reason to stop."""
+        dataset, cluster_id = key
         try:
             proposal = future.result()
         except JudgeError as exc:
-            self._failed(cluster_id, exc)
+            self._failed(cluster_id, exc, dataset)
         else:
-            self._store(proposal, cluster_id)
+            self._store(replace(proposal, dataset=dataset), cluster_id)
         self.state.done += 1
         self.state.last_cluster = cluster_id
         if self.callback is not None:
@@ -154,13 +158,13 @@ class _Run:
         self.succeeded = True
         self.transient_in_row = 0
 
-    def _failed(self, cluster_id: str, exc: JudgeError) -> None:
+    def _failed(self, cluster_id: str, exc: JudgeError, dataset: str) -> None:
         message = str(exc)
         self.state.last_error = message
         if exc.fatal:
             self.stopped = self.stopped or message
             return
-        self.store.add_failure(cluster_id, self.judge.name, self.judge.prompt_version, message)
+        self.store.add_failure(cluster_id, self.judge.name, self.judge.prompt_version, message, dataset=dataset)
         self.state.failed += 1
         self.errors.append((cluster_id, message))
         self.transient_in_row = self.transient_in_row + 1 if exc.transient else 0
@@ -181,8 +185,11 @@ def run_batch(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     max_transient_failures: int | None = None,
+    dataset: str | None = None,
 ) -> BatchResult:
     """Propose for every cluster that has no proposal yet from this judge and prompt version.
+
+    Every dataset's clusters, or `dataset`'s (`ids` are of one dataset: the only one, or it).
 
     `store` is used only from the calling thread. `cancel` stops new requests; those in flight
     still finish and are stored. Exceptions from `progress` (e.g. Ctrl-C, a Streamlit rerun)
@@ -192,12 +199,12 @@ def run_batch(
         raise ValueError(f"concurrency {concurrency}: must be at least 1")
     started = time.perf_counter()
     record_prompt(store, judge)
-    pending = store.pending_cluster_ids(judge.name, judge.prompt_version, limit=limit, ids=ids)
+    pending = store.pending_keys(judge.name, judge.prompt_version, limit=limit, ids=ids, dataset=dataset)
     run = _Run(store, judge, len(pending), progress,
                max_transient_failures or max(10, 2 * concurrency))
     cancel = cancel or threading.Event()
     todo = _clusters(store, pending)
-    inflight: dict[Future[Proposal], str] = {}
+    inflight: dict[Future[Proposal], tuple[str, str]] = {}
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="clusterqc-judge") as pool:
         try:
             while True:
@@ -206,7 +213,7 @@ def run_batch(
                     cluster = next(todo, None)
                     if cluster is None:
                         break
-                    inflight[pool.submit(judge.judge, cluster)] = cluster.id
+                    inflight[pool.submit(judge.judge, cluster)] = (cluster.dataset, cluster.id)
                 if not inflight:
                     break
                 finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
@@ -225,12 +232,12 @@ def run_batch(
     )
 
 
-def _drain(run: _Run, inflight: dict[Future[Proposal], str]) -> None:
+def _drain(run: _Run, inflight: dict[Future[Proposal], tuple[str, str]]) -> None:
     """Store what is still in flight when a run ends early: those requests are already paid for."""
     run.callback = None  # the caller is leaving (cancel, Ctrl-C, rerun): no more progress calls
-    for future, cluster_id in list(inflight.items()):
+    for future, key in list(inflight.items()):
         if not future.cancel():
-            run.settle(future, cluster_id)
+            run.settle(future, key)
         inflight.pop(future)
 
 
@@ -246,14 +253,14 @@ class BatchJob:
     """
 
     def __init__(self, db_path: str | Path, judge: Judge, concurrency: int = DEFAULT_CONCURRENCY,
-                 limit: int | None = None):
+                 limit: int | None = None, dataset: str | None = None):
         self.db_path = Path(db_path)
         self.judge = judge
         self.cancel = threading.Event()
         self.progress: Progress | None = None
         self.result: BatchResult | None = None
         self.error: str | None = None
-        self._args = {"concurrency": concurrency, "limit": limit}
+        self._args = {"concurrency": concurrency, "limit": limit, "dataset": dataset}
         self.thread = threading.Thread(target=self._run, name="clusterqc-propose", daemon=True)
 
     def start(self) -> "BatchJob":
@@ -306,14 +313,15 @@ class Plan:
     estimated_tokens: int  # prompt and answer tokens for the whole run (about 4 chars a token)
 
 
-def plan_run(store: Store, judge: Judge, limit: int | None = None) -> Plan:
+def plan_run(store: Store, judge: Judge, limit: int | None = None, dataset: str | None = None) -> Plan:
     """The rendered prompt for one pending cluster and a token estimate for all of them."""
     from clusterqc.judges.llm import estimate_request_tokens
 
-    pending = store.pending_cluster_ids(judge.name, judge.prompt_version, limit=limit)
+    pending = store.pending_keys(judge.name, judge.prompt_version, limit=limit, dataset=dataset)
+    first = pending[0][1] if pending else None
     template = getattr(judge, "template", None)
     if not isinstance(template, PromptTemplate):
-        return Plan(judge.name, judge.prompt_version, len(pending), pending[0] if pending else None, None, 0)
+        return Plan(judge.name, judge.prompt_version, len(pending), first, None, 0)
     max_tokens = getattr(getattr(judge, "config", None), "max_tokens", None)
     total, example = 0, None
     for cluster in _clusters(store, pending):
@@ -321,7 +329,7 @@ def plan_run(store: Store, judge: Judge, limit: int | None = None) -> Plan:
         total += estimate_request_tokens(messages, max_tokens)
         if example is None:
             example = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
-    return Plan(judge.name, judge.prompt_version, len(pending), pending[0] if pending else None, example, total)
+    return Plan(judge.name, judge.prompt_version, len(pending), first, example, total)
 
 
 # --------------------------------------------------------------------------- imports
@@ -338,7 +346,7 @@ class ImportSummary:
     unparsed: int
 
 
-def import_proposals(store: Store, path: str | Path, judge: str) -> ImportSummary:
+def import_proposals(store: Store, path: str | Path, judge: str, dataset: str | None = None) -> ImportSummary:
     """Bring the original pipeline's output in: its raw JSON (parsed by our parser) or its CSV.
 
     All or nothing: every cluster must already be in the store, so a typo'd file does not
@@ -354,8 +362,9 @@ def import_proposals(store: Store, path: str | Path, judge: str) -> ImportSummar
         raise ProposalImportError(
             f"{path}: expected the pipeline's raw classifications (.json) or its parsed CSV (.csv)"
         )
-    proposals = reader(path, judge.strip())
-    known = set(store.cluster_ids())
+    ds = store.resolve_dataset(dataset)
+    proposals = [replace(p, dataset=ds) for p in reader(path, judge.strip())]
+    known = set(store.cluster_ids(ds))
     unknown = [p.cluster_id for p in proposals if p.cluster_id not in known]
     if unknown:
         more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""

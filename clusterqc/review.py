@@ -157,12 +157,22 @@ class ClusterView:
         return verdict_keys + ("skip", "undo")
 
 
-def load_view(store: Store, cluster_id: str, reviewer: str | None) -> ClusterView | None:
-    cluster = store.get_cluster(cluster_id)
+def load_view(
+    store: Store, cluster_id: str, reviewer: str | None, dataset: str | None = None
+) -> ClusterView | None:
+    """The cluster `cluster_id` of `dataset` (None: the only one) as the Review page shows it."""
+    cluster = store.get_cluster(cluster_id, dataset=dataset)
     if cluster is None:
         return None
-    proposals = tuple(store.proposals_for(cluster_id))
-    history = tuple(store.decisions(cluster_id=cluster_id))
+    dataset = cluster.dataset
+    proposals = tuple(store.proposals_for(cluster_id, dataset=dataset))
+    # The history of this content only: decisions on what the cluster held before a replace
+    # stay in the log but are not this screen's (they neither count nor show as "mine").
+    info = store.cluster_info(cluster_id, dataset=dataset) or {}
+    history = tuple(
+        d for d in store.decisions(cluster_id=cluster_id, dataset=dataset)
+        if d.content_hash is None or d.content_hash == info.get("content_hash")
+    )
     mine = None
     if reviewer:
         for d in history:
@@ -170,7 +180,7 @@ def load_view(store: Store, cluster_id: str, reviewer: str | None) -> ClusterVie
                 mine = d.verdict
     return ClusterView(
         cluster=cluster,
-        info=store.cluster_info(cluster_id) or {},
+        info=info,
         proposals=proposals,
         primary=primary_proposal(proposals),
         history=history,
@@ -184,12 +194,16 @@ def load_view(store: Store, cluster_id: str, reviewer: str | None) -> ClusterVie
 
 @dataclass(frozen=True)
 class QueueSettings:
-    """The sidebar's queue choices; a change starts a fresh pass through the queue."""
+    """The sidebar's queue choices; a change starts a fresh pass through the queue.
+
+    `dataset` is the picker's choice (None: the database's only dataset).
+    """
 
     filter: str = "unreviewed"
     sort: str = "id"
     wanted: int = 1
     search: str = ""
+    dataset: str | None = None
 
     def __post_init__(self) -> None:
         if self.filter not in QUEUE_FILTERS:
@@ -246,7 +260,8 @@ class ReviewSession:
     def configure(self, reviewer: str | None, settings: QueueSettings) -> None:
         """Start a fresh pass when the reviewer or the queue settings change."""
         if reviewer != self.state.reviewer or settings != self.state.settings:
-            keep = self.state.current if self.state.pinned and reviewer == self.state.reviewer else None
+            same_place = reviewer == self.state.reviewer and settings.dataset == self.state.settings.dataset
+            keep = self.state.current if self.state.pinned and same_place else None
             self.state.reviewer, self.state.settings = reviewer, settings
             self.state.restart_pass()
             self.state.current, self.state.pinned = keep, keep is not None
@@ -267,11 +282,12 @@ class ReviewSession:
         """Take the next cluster from the queue (a read-only peek when nobody is reviewing)."""
         s, state = self.state.settings, self.state
         if not state.reviewer:
-            state.current, state.pinned = self.store.peek_cluster(s.filter, s.sort, s.search), False
+            state.current = self.store.peek_cluster(s.filter, s.sort, s.search, dataset=s.dataset)
+            state.pinned = False
             return state.current
         exclude = state.skipped + (state.seen if s.filter in BROWSE_FILTERS else [])
         state.current = self.store.next_cluster(
-            state.reviewer, s.filter, s.sort, s.wanted, s.search, exclude=exclude, **self._hold
+            state.reviewer, s.filter, s.sort, s.wanted, s.search, exclude=exclude, dataset=s.dataset, **self._hold
         )
         state.pinned = False
         state.done = state.current is None
@@ -282,7 +298,7 @@ class ReviewSession:
     def jump(self, cluster_id: str) -> bool:
         """Show a named cluster whatever the filter says (links, the jump field); False if unknown."""
         cluster_id = cluster_id.strip()
-        if not cluster_id or self.store.cluster_info(cluster_id) is None:
+        if not cluster_id or self.store.cluster_info(cluster_id, dataset=self.state.settings.dataset) is None:
             return False
         self._pin(cluster_id)
         return True
@@ -290,7 +306,7 @@ class ReviewSession:
     def _pin(self, cluster_id: str) -> None:
         self.state.current, self.state.pinned, self.state.done = cluster_id, True, False
         if self.state.reviewer:
-            self.store.hold_cluster(cluster_id, self.state.reviewer, **self._hold)
+            self.store.hold_cluster(cluster_id, self.state.reviewer, dataset=self.state.settings.dataset, **self._hold)
 
     # -- actions
 
@@ -303,7 +319,7 @@ class ReviewSession:
         if action == "skip":
             self.skip(cluster_id)
             return None
-        view = load_view(self.store, cluster_id, self.state.reviewer)
+        view = load_view(self.store, cluster_id, self.state.reviewer, dataset=self.state.settings.dataset)
         if view is None:
             raise ValueError(f"cluster {cluster_id} does not exist")
         return self.decide(view, self._verdict_for(action, view), note)
@@ -320,7 +336,8 @@ class ReviewSession:
         """Record a verdict against the primary proposal (kept even when blind, for agreement)."""
         reviewer = self._require_reviewer()
         proposal_id = view.primary.id if view.primary else None
-        decision = self.store.decide(view.cluster.id, reviewer, verdict, proposal_id=proposal_id, note=note.strip())
+        decision = self.store.decide(view.cluster.id, reviewer, verdict, proposal_id=proposal_id, note=note.strip(),
+                                     dataset=view.cluster.dataset)
         self.state.last = _describe(decision, view.primary)
         self._move_on(view.cluster.id)
         return decision
@@ -335,7 +352,7 @@ class ReviewSession:
     def undo(self) -> Decision | None:
         """Append a reverting row for my latest decision and show that cluster again."""
         reviewer = self._require_reviewer()
-        undone = self.store.undo_last(reviewer)
+        undone = self.store.undo_last(reviewer, dataset=self.state.settings.dataset)
         if undone is None:
             self.state.last = "Nothing to undo: you have no decision left to revert."
             return None

@@ -322,9 +322,9 @@ class _ClusterNames:
 # --------------------------------------------------------------------------- the subset
 
 
-def cluster_verdicts(store: Store, include_unreviewed: bool) -> dict[str, str]:
-    """cluster id -> label (reviewed, or the model's when `include_unreviewed`)."""
-    df = export_frame(store, include_unreviewed)
+def cluster_verdicts(store: Store, include_unreviewed: bool, dataset: str | None = None) -> dict[str, str]:
+    """cluster id -> label (reviewed, or the model's when `include_unreviewed`) in one dataset."""
+    df = export_frame(store, include_unreviewed, dataset=store.resolve_dataset(dataset))
     return dict(zip(df["cluster_id"].tolist(), df["label"].tolist()))
 
 
@@ -335,12 +335,18 @@ def build_subset(
     include_unreviewed: bool = False,
     block_bytes: int = CSV_BLOCK_BYTES,
     batch_rows: int = PARQUET_BATCH_ROWS,
+    dataset: str | None = None,
 ) -> SubsetResult:
-    """Stream the assignments, keep the uids of clusters labelled one of `keep`, sort them."""
+    """Stream the assignments, keep the uids of clusters labelled one of `keep`, sort them.
+
+    An assignments file belongs to one clustering: `dataset` (None: the only one; with several
+    the DatasetError lists them).
+    """
     keep = {Verdict(k).value for k in keep}
-    verdicts = cluster_verdicts(store, include_unreviewed)
+    dataset = store.resolve_dataset(dataset)
+    verdicts = cluster_verdicts(store, include_unreviewed, dataset)
     kept_ids = {c for c, v in verdicts.items() if v in keep}
-    known = store.cluster_ids()
+    known = store.cluster_ids(dataset)
     names = _ClusterNames(known)
     sizes: Counter[object] = Counter()
     kept_keys: list[np.ndarray] = []
@@ -375,7 +381,8 @@ def build_subset(
 
 
 def build_subset_from_upload(
-    store: Store, name: str, data: bytes, keep: Iterable[str], include_unreviewed: bool = False
+    store: Store, name: str, data: bytes, keep: Iterable[str], include_unreviewed: bool = False,
+    dataset: str | None = None,
 ) -> SubsetResult:
     """`build_subset` over uploaded bytes (the Export page); errors name the upload, not the copy.
 
@@ -387,7 +394,7 @@ def build_subset_from_upload(
         path = Path(tmp) / f"assignments{suffix}"
         path.write_bytes(data)
         try:
-            return build_subset(store, path, keep, include_unreviewed)
+            return build_subset(store, path, keep, include_unreviewed, dataset=dataset)
         except SubsetError as exc:
             raise SubsetError(str(exc).replace(str(path), name)) from exc
 

@@ -39,6 +39,7 @@ K_SORT = "cqc_sort"
 K_SEARCH = "cqc_search"
 K_JUMP = "cqc_jump"
 K_JUMP_PENDING = "cqc_jump_pending"
+K_DATASET = "cqc_dataset"
 
 
 class DBUnavailable(RuntimeError):
@@ -57,12 +58,13 @@ class AppContext:
     mine: int
     total: int
     progress_slot: Any = None  # the sidebar's progress bars, refreshed after a decision
+    dataset: str | None = None  # the picker's choice (None: the database holds no dataset yet)
 
 
-def _show_progress(slot: Any, store: Store, reviewer: str | None) -> tuple[int, int, int]:
-    """Draw the two progress bars into `slot`: reviewed by anyone / all, mine / all."""
-    reviewed, total = cluster_counts(store)
-    mine = store.reviewer_label_count(reviewer) if reviewer else 0
+def _show_progress(slot: Any, store: Store, reviewer: str | None, dataset: str | None) -> tuple[int, int, int]:
+    """Draw the two progress bars into `slot`: reviewed by anyone / all, mine / all (of the dataset)."""
+    reviewed, total = cluster_counts(store, dataset)
+    mine = store.reviewer_label_count(reviewer, dataset=dataset) if reviewer else 0
     denominator = max(total, 1)
     with slot.container():
         st.progress(min(reviewed / denominator, 1.0), text=f"Reviewed {reviewed} / {total}")
@@ -73,7 +75,7 @@ def _show_progress(slot: Any, store: Store, reviewer: str | None) -> tuple[int, 
 def refresh_progress(ctx: AppContext, store: Store) -> None:
     """Redraw the sidebar's bars after this run's decision (the sidebar ran before it)."""
     if ctx.progress_slot is not None:
-        _show_progress(ctx.progress_slot, store, ctx.reviewer.name)
+        _show_progress(ctx.progress_slot, store, ctx.reviewer.name, ctx.dataset)
 
 
 def one_line(exc: BaseException) -> str:
@@ -211,18 +213,18 @@ def stored_wanted(store: Store) -> int:
 
 
 @st.cache_data(ttl=COUNTS_TTL_S, show_spinner=False, max_entries=64)
-def _cached_counts(db_key: str, _store: Store) -> tuple[int, int]:
-    reviewed, _, total = _store.progress(None)
+def _cached_counts(db_key: str, dataset: str | None, _store: Store) -> tuple[int, int]:
+    reviewed, _, total = _store.progress(None, dataset=dataset)
     return reviewed, total
 
 
-def cluster_counts(store: Store) -> tuple[int, int]:
-    """(clusters reviewed by anyone, all clusters), refreshed every few seconds.
+def cluster_counts(store: Store, dataset: str | None = None) -> tuple[int, int]:
+    """(clusters reviewed by anyone, all clusters) of `dataset` (None: all), refreshed every few seconds.
 
     Why cached: counting 100,000 rows costs milliseconds on every keystroke-driven rerun, and
     the bar does not need to be exact to the second. `forget_counts` after an import.
     """
-    return _cached_counts(str(store.path.resolve()), store)
+    return _cached_counts(str(store.path.resolve()), dataset, store)
 
 
 def forget_counts() -> None:
@@ -230,9 +232,47 @@ def forget_counts() -> None:
     _cached_counts.clear()
 
 
+def _follow_dataset_link() -> None:
+    """Callback of the picker: the URL names the chosen dataset, so a link opens the same one."""
+    st.query_params["dataset"] = st.session_state[K_DATASET]
+    st.query_params.pop("cluster", None)  # a cluster id means nothing in another dataset
+
+
+def dataset_picker(store: Store) -> str | None:
+    """The dataset every page works on: `?dataset=NAME` when it names one, else the first.
+
+    An unknown name in the URL falls back to the first dataset with a one-line warning.
+    """
+    names = store.dataset_names()
+    if not names:
+        return None
+    wanted = st.query_params.get("dataset")
+    if st.session_state.get(K_DATASET) not in names or (wanted in names and wanted != st.session_state[K_DATASET]):
+        st.session_state[K_DATASET] = wanted if wanted in names else names[0]
+    if wanted is not None and wanted not in names:
+        st.warning(f"No dataset named {wanted!r}; showing {st.session_state[K_DATASET]}.", icon=":material/warning:")
+    chosen = st.selectbox("Dataset", names, key=K_DATASET, on_change=_follow_dataset_link)
+    if st.query_params.get("dataset") != chosen and len(names) > 1:
+        st.query_params["dataset"] = chosen
+    return chosen
+
+
+def chosen_dataset() -> str | None:
+    """The picker's dataset for this run (for helpers that get no AppContext)."""
+    ctx = st.session_state.get(CONTEXT_KEY)
+    return ctx.dataset if ctx is not None else st.session_state.get(K_DATASET)
+
+
+def show_dataset(ctx: AppContext) -> None:
+    """The line each page shows under its title: which dataset it is about."""
+    if ctx.dataset is not None:
+        st.caption(f"Dataset: {ctx.dataset}")
+
+
 def render_sidebar(store: Store) -> AppContext:
     """The shared sidebar; also leaves an AppContext for the pages of this run."""
     with st.sidebar:
+        dataset = dataset_picker(store)
         st.text(f"Database: {store.path}")
         reviewer = _reviewer_widgets(login_configured())
         if reviewer.problem:
@@ -248,10 +288,10 @@ def render_sidebar(store: Store) -> AppContext:
         search = st.text_input("Search samples", key=K_SEARCH, placeholder="text in any caption")
         st.text_input("Jump to cluster id", key=K_JUMP, on_change=_request_jump, placeholder="e.g. Cluster_12")
         slot = st.empty()
-        reviewed, mine, total = _show_progress(slot, store, reviewer.name)
+        reviewed, mine, total = _show_progress(slot, store, reviewer.name, dataset)
     settings = QueueSettings(filter=flt or "unreviewed", sort=sort or "id", wanted=stored_wanted(store),
-                             search=(search or "").strip())
-    ctx = AppContext(store.path, reviewer, settings, bool(blind), reviewed, mine, total, slot)
+                             search=(search or "").strip(), dataset=dataset)
+    ctx = AppContext(store.path, reviewer, settings, bool(blind), reviewed, mine, total, slot, dataset)
     st.session_state[CONTEXT_KEY] = ctx
     return ctx
 
