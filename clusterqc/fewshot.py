@@ -399,12 +399,19 @@ def diff_prompts(store: Store, a: str, b: str, context: int = 3) -> str:
     return "".join(lines)
 
 
-def preview(store: Store, name_or_version: str, cluster_id: str | None = None) -> str:
-    """The text the model would get: the template rendered for a cluster (or the first one)."""
+def preview(
+    store: Store, name_or_version: str, cluster_id: str | None = None, dataset: str | None = None
+) -> str:
+    """The text the model would get: the template rendered for a cluster (an id of `dataset`, or
+    `DATASET:ID`), or for the first cluster."""
     row = get_prompt(store, name_or_version)
     template = PromptTemplate(row["template"], name=row["name"])
-    ids = [cluster_id] if cluster_id else store.cluster_ids()[:1]
-    cluster = next(iter(store.iter_clusters(ids)), None) if ids else None
+    if cluster_id:
+        ds, cid = parse_ref(store, cluster_id, dataset)
+        cluster = store.get_cluster(cid, dataset=ds)
+    else:
+        first = store.cluster_keys(dataset)[:1]
+        cluster = store.get_cluster(first[0][1], dataset=first[0][0]) if first else None
     if cluster is None:
         if cluster_id:
             raise FewShotError(f"cluster {cluster_id} is not in the database")

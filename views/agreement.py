@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from clusterqc import charts
-from clusterqc.metrics import AgreementReport, JudgeMetrics, agreement_report, judge_table
+from clusterqc.metrics import AgreementReport, JudgeMetrics, agreement_by_dataset, agreement_report, judge_table
 from clusterqc.store import Store
 from clusterqc.ui import common
 
@@ -15,12 +15,29 @@ PCT = st.column_config.NumberColumn(format="percent")
 KAPPA = st.column_config.NumberColumn(format="%.2f")
 
 
-def review_link(cluster_id: str, reviewer: str | None) -> str:
-    """A relative link to the Review page (the app's default page) opened on `cluster_id`."""
+def review_link(cluster_id: str, reviewer: str | None, dataset: str | None = None) -> str:
+    """A relative link to the Review page (the app's default page) opened on `cluster_id` of `dataset`."""
     params = {"cluster": cluster_id}
+    if dataset:
+        params["dataset"] = dataset
     if reviewer:
         params["reviewer"] = reviewer
     return "./?" + urlencode(params)
+
+
+def by_dataset_section(store: Store) -> None:
+    """Each judge's kappa in each dataset, side by side (rows: judge, columns: dataset)."""
+    st.subheader("All datasets side by side")
+    table = agreement_by_dataset(store)
+    if table.empty:
+        st.info("No dataset has a reviewed cluster with a parsed model answer yet.")
+        return
+    table = table.assign(judge=table["judge"] + " @ " + table["prompt_version"])
+    st.caption("Cohen's kappa of each judge against the reviewers, per dataset (blank: not measurable there).")
+    st.dataframe(table.pivot(index="judge", columns="dataset", values="kappa"),
+                 column_config={c: KAPPA for c in table["dataset"].unique()}, key="agreement_by_dataset")
+    st.dataframe(table[["dataset", "judge", "compared", "agreement", "kappa"]], hide_index=True,
+                 column_config={"agreement": PCT, "kappa": KAPPA})
 
 
 def judges_section(report: AgreementReport) -> None:
@@ -89,14 +106,14 @@ def between_reviewers_section(report: AgreementReport) -> None:
     st.dataframe(ra.pairs, hide_index=True, column_config={"agreement": PCT, "kappa": KAPPA})
 
 
-def disagreements_section(report: AgreementReport, reviewer: str | None) -> None:
+def disagreements_section(report: AgreementReport, reviewer: str | None, dataset: str | None = None) -> None:
     st.subheader("Disagreements")
     table = report.disagreements
     if table.empty:
         st.info("No reviewed cluster disagrees with a parsed model answer.")
         return
     st.caption(f"{len(table)} cluster/judge pairs where the label differs from the model. Open one on the Review page.")
-    table = table.assign(review=[review_link(c, reviewer) for c in table["cluster_id"]])
+    table = table.assign(review=[review_link(c, reviewer, dataset) for c in table["cluster_id"]])
     st.dataframe(
         table[["cluster_id", "review", "label", "model_verdict", "judge", "prompt_version", "reviewers",
                "model_reason", "decided_at"]],
@@ -106,7 +123,10 @@ def disagreements_section(report: AgreementReport, reviewer: str | None) -> None
 
 
 def page(store: Store, ctx: common.AppContext) -> None:
-    report = agreement_report(store)
+    if len(store.dataset_names()) > 1 and st.toggle("All datasets side by side", key="agreement_all_datasets"):
+        by_dataset_section(store)
+        return
+    report = agreement_report(store, dataset=ctx.dataset)
     if report.n_reviewed == 0:
         st.info(
             "No reviewed clusters yet. Decide some clusters on the Review page; agreement with each"
@@ -121,10 +141,12 @@ def page(store: Store, ctx: common.AppContext) -> None:
         per_reviewer_section(report)
     between_reviewers_section(report)
     if report.n_proposals:
-        disagreements_section(report, ctx.reviewer.name)
+        disagreements_section(report, ctx.reviewer.name, ctx.dataset)
 
 
 st.title("Agreement")
 _store = common.store_or_stop()
 with common.db_errors():
-    page(_store, common.page_context(_store))
+    _ctx = common.page_context(_store)
+    common.show_dataset(_ctx)
+    page(_store, _ctx)

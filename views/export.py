@@ -14,13 +14,15 @@ from clusterqc.ui import common
 PREVIEW_ROWS = 200
 
 
-def labels_section(store: Store) -> None:
+def labels_section(store: Store, dataset: str | None = None) -> None:
     st.subheader("Labels")
     include = st.checkbox(
         "Include clusters only the model labelled", key="export_include_unreviewed",
         help="Adds rows with label_source = model_only: the model's latest parsed verdict.",
     )
-    df = export_frame(store, include_unreviewed=include)
+    everything = st.toggle("All datasets", key="export_all_datasets", value=False,
+                           help="Export every dataset's clusters (the dataset column tells them apart).")
+    df = export_frame(store, include_unreviewed=include, dataset=None if everything else dataset)
     if df.empty:
         st.info(
             "No reviewed clusters yet, so there is nothing to export."
@@ -40,7 +42,7 @@ def labels_section(store: Store) -> None:
     st.dataframe(preview, hide_index=True)
 
 
-def subset_section(store: Store) -> None:
+def subset_section(store: Store, dataset: str | None = None) -> None:
     st.subheader("DataComp uid subset")
     st.caption(
         "Upload the uid -> cluster assignments (CSV or Parquet with columns uid and cluster_id, or"
@@ -58,7 +60,7 @@ def subset_section(store: Store) -> None:
         st.warning("Choose at least one label to keep.")
         return
     try:
-        result = build_subset_from_upload(store, upload.name, upload.getvalue(), keep, include)
+        result = build_subset_from_upload(store, upload.name, upload.getvalue(), keep, include, dataset=dataset)
     except SubsetError as exc:
         st.error(str(exc), icon=":material/error:")
         return
@@ -85,6 +87,7 @@ def subset_section(store: Store) -> None:
 st.title("Export")
 _store = common.store_or_stop()
 with common.db_errors():
-    common.page_context(_store)  # the shared sidebar, when app.py did not render it this run
-    labels_section(_store)
-    subset_section(_store)
+    _ctx = common.page_context(_store)  # the shared sidebar, when app.py did not render it this run
+    common.show_dataset(_ctx)
+    labels_section(_store, _ctx.dataset)
+    subset_section(_store, _ctx.dataset)

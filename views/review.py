@@ -29,10 +29,10 @@ def review(store: Store, ctx: common.AppContext) -> None:
         st.warning(ctx.reviewer.problem + " Until then this page is read-only.", icon=":material/person:")
     if state.last:
         st.text("✓ " + state.last)
-    if not store.has_proposals():
+    if not store.has_proposals(dataset=ctx.dataset):
         rv.no_proposals(store)
     cluster_id = session.current()
-    view = load_view(store, cluster_id, ctx.reviewer.name) if cluster_id else None
+    view = load_view(store, cluster_id, ctx.reviewer.name, dataset=ctx.dataset) if cluster_id else None
     rv.sync_link(view.cluster.id if view else None)
     if view is None:
         rv.queue_empty(state, ctx)
