@@ -94,7 +94,7 @@ def test_disagreements_link_to_the_review_page_with_escaped_ids(db: Path) -> Non
     row = table[table["cluster_id"] == ODD_ID].iloc[0]
     url = urlsplit(row["review"])
     assert url.path == "./" and "<" not in row["review"] and " " not in row["review"]
-    assert parse_qs(url.query) == {"cluster": [ODD_ID], "reviewer": ["alice"]}
+    assert parse_qs(url.query) == {"cluster": [ODD_ID], "dataset": ["default"], "reviewer": ["alice"]}
     assert row["model_reason"] == XSS  # shown as a table cell: inert text
 
 
