@@ -89,7 +89,8 @@ def stats(db: str | None, dataset: str | None) -> None:
         judges = store.judges(dataset=dataset)
         names = store.dataset_names()
         click.echo(f"database:   {store.path}")
-    click.echo(f"datasets:   {dataset if dataset else (len(names))}" + ("" if dataset else f" ({', '.join(names)})" if names else ""))
+    shown = dataset or (f"{len(names)} ({', '.join(names)})" if names else "0")
+    click.echo(f"datasets:   {shown}")
     click.echo(f"clusters:   {s.clusters}")
     click.echo(f"proposals:  {s.proposals} ({s.unparsed} unparsed)")
     for judge, version, n in judges:

@@ -96,13 +96,14 @@ def evaluation_keys(store: Store, prompts: Sequence[dict[str, Any]], dataset: st
 
 def evaluation_ids(store: Store, prompts: Sequence[dict[str, Any]], dataset: str | None = None) -> list[str]:
     """`evaluation_keys` as the refs commands print (ids; DATASET:ID with several datasets)."""
-    return [_ref(store, k) for k in evaluation_keys(store, prompts, dataset)]
+    ref = _namer(store)
+    return [ref(k) for k in evaluation_keys(store, prompts, dataset)]
 
 
-def _ref(store: Store, key: Key) -> str:
-    from clusterqc.fewshot import cluster_ref
-
-    return cluster_ref(store, key[0], key[1])
+def _namer(store: Store) -> Callable[[Key], str]:
+    """(dataset, id) -> how commands print it: the id, or DATASET:ID when there are several."""
+    several = len(store.dataset_names()) > 1
+    return lambda key: f"{key[0]}:{key[1]}" if several else key[1]
 
 
 # --------------------------------------------------------------------------- running
@@ -168,7 +169,8 @@ def compare(
     """
     prompts = [get_prompt(store, n) for n in names]
     versions = list(prompt_versions) if prompt_versions else [p["version"] for p in prompts]
-    gold = {_ref(store, k): v for k, v in gold_labels(store, dataset).items()}
+    ref = _namer(store)
+    gold = {ref(k): v for k, v in gold_labels(store, dataset).items()}
     ids = evaluation_ids(store, prompts, dataset)
     answers = [_answers(store, judge, v, ids, dataset) for v in versions]
     compared = [cid for cid in ids if all(a.get(cid) is not None for a in answers)]
@@ -196,12 +198,12 @@ def _answers(
     store: Store, judge: str, version: str, ids: Sequence[str], dataset: str | None = None
 ) -> dict[str, Verdict | None]:
     """cluster ref -> verdict (None: unparsed) for the clusters this judge and version answered."""
-    wanted = set(ids)
+    wanted, ref = set(ids), _namer(store)
     out = {}
     for p in store.proposals(judge, version, dataset=dataset):
-        ref = _ref(store, (p.dataset, p.cluster_id))
-        if ref in wanted:
-            out[ref] = p.verdict
+        name = ref((p.dataset, p.cluster_id))
+        if name in wanted:
+            out[name] = p.verdict
     return out
 
 
