@@ -77,6 +77,7 @@ _STR = repeat(str)  # map(isinstance, items, _STR): a type check per item at C s
 _ROW_COLUMNS = ("dataset", "id", "nkey", "closest", "furthest", "size", "source", "content_hash", "imported_at")
 _HASH_AT = _ROW_COLUMNS.index("content_hash")
 _KEY = slice(0, 2)  # (dataset, id)
+_SOURCE_AT = _ROW_COLUMNS.index("source")
 
 
 def _samples_json(samples: Sequence[str | Sample]) -> str:
@@ -197,8 +198,8 @@ class ClusterTable(DatasetTable):
             if changed and not replace:
                 raise ConflictError([r[1] for r in changed])
             by_dataset: dict[str, set[str | None]] = {}
-            for r in rows:
-                by_dataset.setdefault(r[0], set()).add(r[_ROW_COLUMNS.index("source")])
+            for ds, src in {(r[0], r[_SOURCE_AT]) for r in rows}:
+                by_dataset.setdefault(ds, set()).add(src)
             self._note_datasets(conn, by_dataset)
             # A big page cache for this transaction: the B-tree inserts of 100,000 rows otherwise
             # spill and re-read pages (3x slower). Restored below; per connection only.
