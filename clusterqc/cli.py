@@ -315,13 +315,16 @@ def prompt_list(db: str | None) -> None:
 @prompt.command("show")
 @db_option
 @click.argument("name")
-@click.option("--cluster", "cluster_id", default=None, help="Render the prompt for this cluster.")
+@click.option("--cluster", "cluster_id", default=None, help="Render the prompt for this cluster (an id, or DATASET:ID).")
+@one_dataset_option
 @_curation
-def prompt_show(db: str | None, name: str, cluster_id: str | None) -> None:
+@dataset_errors
+def prompt_show(db: str | None, name: str, cluster_id: str | None, dataset: str | None) -> None:
     """Print a version's template, or the prompt it renders for --cluster."""
     fs = _fewshot()
     with open_store(db) as store:
-        text = fs.preview(store, name, cluster_id) if cluster_id else fs.get_prompt(store, name)["template"]
+        text = (fs.preview(store, name, cluster_id, dataset=dataset) if cluster_id
+                else fs.get_prompt(store, name)["template"])
     click.echo(text, nl=not text.endswith("\n"))
 
 
