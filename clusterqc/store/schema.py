@@ -360,13 +360,15 @@ def m005_datasets(db: sqlite_utils.Database) -> None:
     before sqlite-utils records the migration then only records it).
     """
     conn = db.conn
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'datasets'").fetchone():
-        return
     conn.execute("PRAGMA foreign_keys = OFF")
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _m005_rebuild(conn)
+            # Checked under the write lock: a second process opening the same old file waits
+            # here and then finds the work done.
+            done = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'datasets'"
+            if not conn.execute(done).fetchone():
+                _m005_rebuild(conn)
             bad = conn.execute("PRAGMA foreign_key_check").fetchall()
             if bad:
                 raise RuntimeError(f"m005_datasets: foreign key check failed: {[tuple(r) for r in bad[:5]]}")
