@@ -17,14 +17,18 @@ st.set_page_config(page_title="clusterqc", layout="wide")
 
 PAGES = [
     st.Page("views/review.py", title="Review", default=True),
+    st.Page("views/bulk.py", title="Bulk review", url_path="bulk"),
     st.Page("views/propose.py", title="Propose"),
     st.Page("views/agreement.py", title="Agreement"),
     st.Page("views/fewshot.py", title="Few-shot"),
     st.Page("views/export.py", title="Export"),
 ]
 
+QUEUE_PAGES = ("Review", "Bulk review")
+
 page = st.navigation(PAGES)
 store = common.store_or_stop()
 with common.page_errors():
-    common.render_sidebar(store)
+    # The queue controls act on the two review pages only (Few-shot and Export ignore them).
+    common.render_sidebar(store, queue_controls=page.title in QUEUE_PAGES)
 page.run()

@@ -20,7 +20,13 @@ so load hits both alike. The 1-minute load average is printed with each section.
      (uid_keys + sort_keys) against the per-uid conversion + `np.sort`; the Python strings are
      made beforehand, per batch, outside the reference's timer (generous to the reference).
      Both results must be identical.
-2. label export. --clusters clusters, each with one parsed proposal and one review (a tenth
+2. CLIP-score cut (`--only clip`). A synthetic DataComp-layout assignments Parquet (uid,
+   cluster_id, distance, clip_l14_similarity_score, clip_b32_similarity_score; --rows rows,
+   1,300 clusters, scores rounded to 4 decimals so the cut has ties): `clusterqc export-uids`
+   plain and with `--clip-top 0.3` in child processes, alternating within each repeat, median
+   and best of --repeats; the target is the cut run within 1.5x of the plain one. Then
+   `clusterqc check-subset` of the cut subset against the same file.
+3. label export. --clusters clusters, each with one parsed proposal and one review (a tenth
    with a second reviewer); `export_labels` to CSV, JSONL and Parquet. The target is absolute
    (under 2 s); for scale, the per-cluster N+1 queries a naive exporter would make
    (store.labels / proposals_for per cluster), run on a hundredth and scaled.
@@ -43,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from clusterqc.export import FORMATS, export_labels
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
@@ -112,10 +119,15 @@ def pool_store(path: Path) -> None:
                 store.decide(f"Cluster_{i}", "bench", Verdict.UNACCEPTABLE)
 
 
-def run_cli(db: Path, assignments: Path, out: Path) -> tuple[float, float, float, str]:
+def run_cli(db: Path, assignments: Path, out: Path, *extra: str) -> tuple[float, float, float, str]:
     """`clusterqc export-uids` in a child: (wall seconds, CPU seconds, peak RSS MiB, its output)."""
     cmd = [sys.executable, "-m", "clusterqc", "export-uids", "--db", str(db), "--assignments", str(assignments),
-           "--out", str(out)]
+           "--out", str(out), *extra]
+    return run_child(cmd)
+
+
+def run_child(cmd: list[str]) -> tuple[float, float, float, str]:
+    """A command in a child: (wall seconds, CPU seconds, peak RSS MiB, its output)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
@@ -123,7 +135,7 @@ def run_cli(db: Path, assignments: Path, out: Path) -> tuple[float, float, float
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"export-uids failed:\n{output}")
+        raise SystemExit(f"{' '.join(cmd[2:4])} failed:\n{output}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, output
 
 
@@ -208,6 +220,65 @@ def bench_uids(work: Path, rows: int, repeats: int) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- CLIP-score cut
+
+
+def write_datacomp_assignments(path: Path, rows: int, seed: int = 1, chunk: int = 2_000_000) -> None:
+    """DataComp's assignments layout, written in chunks; cluster ids are the store's names."""
+    rng = np.random.default_rng(seed)
+    names = pa.array([f"Cluster_{i}" for i in range(N_POOL_CLUSTERS)])
+    writer = None
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        hexed = HEX_PAIRS[rng.integers(0, 256, size=(n, 16), dtype=np.uint8)].reshape(n, 32)
+        offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
+        uids = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed.tobytes()))
+        clusters = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, N_POOL_CLUSTERS, size=n), pa.int32()), names)
+        l14 = np.round(rng.normal(0.25, 0.05, size=n), 4)
+        table = pa.table({"uid": uids, "cluster_id": clusters, "distance": rng.random(n, dtype=np.float32),
+                          "clip_l14_similarity_score": l14, "clip_b32_similarity_score": l14 - 0.01})
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def bench_clip(work: Path, rows: int, repeats: int) -> list[str]:
+    path, db = work / "assignments.parquet", work / "pool.db"
+    gen = Best()
+    measure(gen, write_datacomp_assignments, path, rows)
+    if not db.exists():
+        pool_store(db)
+    lines = [f"- pool: {rows:,} rows in DataComp's layout, {N_POOL_CLUSTERS} clusters, Parquet"
+             f" {path.stat().st_size / 2**20:,.0f} MiB (generated in {gen.wall:.1f} s); {load()}"]
+    runs: dict[str, list[tuple[float, float, float]]] = {"plain": [], "clip": []}
+    outputs = {}
+    for _ in range(repeats):
+        for name, extra in (("plain", ()), ("clip", ("--clip-top", "0.3"))):
+            wall, cpu, rss, outputs[name] = run_cli(db, path, work / f"{name}.npy", *extra)
+            runs[name].append((wall, cpu, rss))
+    for name in runs:
+        walls, cpus = [r[0] for r in runs[name]], [r[1] for r in runs[name]]
+        kept = len(np.load(work / f"{name}.npy", mmap_mode="r"))
+        lines.append(f"- `export-uids{'' if name == 'plain' else ' --clip-top 0.3'}`: median {median(walls):.2f} s wall"
+                     f" / {median(cpus):.2f} s CPU (best {min(walls):.2f} / {min(cpus):.2f}), peak RSS"
+                     f" {max(r[2] for r in runs[name]):,.0f} MiB; {kept:,} uids kept")
+    ratio_wall = median([r[0] for r in runs["clip"]]) / median([r[0] for r in runs["plain"]])
+    ratio_cpu = median([r[1] for r in runs["clip"]]) / median([r[1] for r in runs["plain"]])
+    lines.append(f"- **cut / plain: {ratio_wall:.2f}x wall, {ratio_cpu:.2f}x CPU** (medians; target <= 1.5x); {load()}")
+    lines.append(f"- cut run's output: `{' / '.join(line.strip() for line in outputs['clip'].strip().splitlines())}`")
+    check = [sys.executable, "-m", "clusterqc", "check-subset", str(work / "clip.npy"), "--assignments", str(path)]
+    wall, cpu, rss, out = run_child(check)
+    lines.append(f"- `check-subset clip.npy --assignments` (all {rows:,} pool uids): {wall:.2f} s wall / {cpu:.2f} s CPU,"
+                 f" peak RSS {rss:,.0f} MiB: `{out.strip()}`")
+    return lines
+
+
 # --------------------------------------------------------------------------- label export
 
 
@@ -272,16 +343,19 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=12_800_000, help="uids in the synthetic pool")
     ap.add_argument("--clusters", type=int, default=100_000, help="clusters for the label export")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each measurement; the best is shown")
-    ap.add_argument("--only", choices=["uids", "labels"], default=None, help="run one half only")
+    ap.add_argument("--only", choices=["uids", "clip", "labels"], default=None, help="run one section only")
     ap.add_argument("--label-db", type=Path, default=None,
                     help="reuse this label database if it exists, else build it there (building takes ~2 min)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_export_") as tmp:
         work = Path(tmp)
-        if args.only != "labels":
+        if args.only in (None, "uids"):
             print("### uid subset (`clusterqc export-uids`)", flush=True)
             print("\n".join(bench_uids(work, args.rows, args.repeats)), flush=True)
-        if args.only != "uids":
+        if args.only in (None, "clip"):
+            print("\n### CLIP-score cut (`clusterqc export-uids --clip-top 0.3`)", flush=True)
+            print("\n".join(bench_clip(work, args.rows, args.repeats)), flush=True)
+        if args.only in (None, "labels"):
             print("\n### label export (`clusterqc export`)", flush=True)
             print("\n".join(bench_labels(work, args.clusters, args.repeats, args.label_db)))
 

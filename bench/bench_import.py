@@ -7,7 +7,10 @@ time of `json` parsing alone and of reading + validating without the store. Capt
 real DataComp captions from the bundled demo (data/demo_clusters.json), so their lengths and
 scripts are realistic.
 
-    /work/venv/bin/python bench/bench_import.py [--clusters 100000] [--repeat 3] [--against OLD_CHECKOUT]
+    /work/venv/bin/python bench/bench_import.py [--clusters 100000] [--repeat 3] [--evidence] [--against OLD_CHECKOUT]
+
+`--evidence` gives every cluster a `stats` object (size, share, CLIP L/14 mean and quartiles)
+and every sample a uid and a `clip_score`, as `clusterqc cluster` writes them from a pool.
 
 `--against DIR` also imports the same file with the code in DIR (another checkout, e.g.
 `git archive <commit> | tar -x -C DIR`), runs alternating with this one, and prints each
@@ -46,11 +49,11 @@ def captions() -> list[str]:
     return out
 
 
-def synthetic(n: int, seed: int = 0) -> dict[str, dict]:
-    """n luvdatacomp-style clusters of 5 + 5 real captions each, with a size."""
+def synthetic(n: int, seed: int = 0, evidence: bool = False) -> dict[str, dict]:
+    """n luvdatacomp-style clusters of 5 + 5 real captions each, with a size (and evidence)."""
     rng = random.Random(seed)
     pool = captions()
-    return {
+    out = {
         f"Cluster_{i}": {
             "closest_samples": rng.sample(pool, 5),
             "furthest_samples": rng.sample(pool, 5),
@@ -58,10 +61,19 @@ def synthetic(n: int, seed: int = 0) -> dict[str, dict]:
         }
         for i in range(n)
     }
+    if evidence:
+        for value in out.values():
+            for key in ("closest_samples", "furthest_samples"):
+                value[key] = [{"text": t, "uid": f"{rng.getrandbits(128):032x}", "clip_score": round(rng.random() * 0.4, 4)}
+                              for t in value[key]]
+            q = sorted(round(rng.random() * 0.4, 4) for _ in range(3))
+            value["stats"] = {"size": value["size"], "share": value["size"] / 1e9, "clip_l14_mean": q[1],
+                              "clip_l14_q1": q[0], "clip_l14_median": q[1], "clip_l14_q3": q[2]}
+    return out
 
 
-def write_files(n: int, folder: Path) -> dict[str, Path]:
-    clusters = synthetic(n)
+def write_files(n: int, folder: Path, evidence: bool = False) -> dict[str, Path]:
+    clusters = synthetic(n, evidence=evidence)
     luv = folder / "clusters_luvdatacomp.json"
     luv.write_text(json.dumps(clusters, ensure_ascii=False, indent=2), encoding="utf-8")
     jsonl = folder / "clusters.jsonl"
@@ -136,14 +148,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", nargs=2, metavar=("FILE", "DB"))
     parser.add_argument("--against", type=Path, default=None, help="another checkout to compare with")
+    parser.add_argument("--evidence", action="store_true", help="clusters with stats, samples with uid and clip_score")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure_one(*args.child)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        files = write_files(args.clusters, folder)
-        print(f"{args.clusters:,} clusters x 10 captions; python {sys.version.split()[0]}, {os.cpu_count()} cores\n")
+        files = write_files(args.clusters, folder, args.evidence)
+        shape = " with stats and per-sample uid + clip_score" if args.evidence else ""
+        print(f"{args.clusters:,} clusters x 10 captions{shape}; python {sys.version.split()[0]}, {os.cpu_count()} cores\n")
         print(
             "| format | file MB | json.load alone, CPU s | read+validate, CPU s | full import, CPU s "
             "| full import, wall s | clusters/s (CPU) | clusters/s (wall) | peak RSS MB |"

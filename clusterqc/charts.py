@@ -78,14 +78,41 @@ def over_time_chart(over_time: pd.DataFrame) -> go.Figure:
                 x=grp["period"],
                 y=grp["agreement"],
                 mode="lines+markers",
+                marker=dict(size=9),  # one day of data is one point: make it easy to see
                 name=plain(f"{judge} @ {version}"),
                 customdata=grp[["n"]].to_numpy(),
                 hovertemplate="%{x|%Y-%m-%d}<br>agreement %{y:.0%}<br>n = %{customdata[0]}<extra></extra>",
             )
         )
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title="agreement")
-    fig.update_xaxes(title="decision date (UTC)")
+    fig.update_xaxes(title="decision date (UTC)", **day_axis(over_time["period"]))
     return _layout(fig, "Model agreement over time")
+
+
+DAY_MS = 86_400_000
+EDGE = pd.Timedelta(hours=12)
+MAX_DAY_TICKS = 10
+
+
+def day_axis(days: pd.Series) -> dict[str, object]:
+    """A date axis whose ticks are whole days, for points binned by day.
+
+    Left to itself plotly zooms one day of data (or two close days) into hours and
+    milliseconds ("23:59:59.9995"); here the axis spans at least a day either side of the
+    data, ticks every n whole days (at most ~10 ticks) and labels them as dates.
+    """
+    first, last = pd.Timestamp(days.min()), pd.Timestamp(days.max())
+    span_days = max((last - first).days, 0)
+    step = max(1, -(-span_days // MAX_DAY_TICKS))
+    pad = pd.Timedelta(days=max(1, step) / 2 if span_days else 1)
+    return dict(
+        type="date",
+        range=[(first - pad - EDGE).isoformat(), (last + pad + EDGE).isoformat()],  # edge days' ticks show
+        tick0=first.isoformat(),
+        dtick=step * DAY_MS,
+        tickformat="%b %d, %Y",
+        hoverformat="%Y-%m-%d",
+    )
 
 
 def reviewer_model_chart(per_reviewer: pd.DataFrame) -> go.Figure:

@@ -1,13 +1,16 @@
 """The `clusterqc` command: the same steps as the app, for an engineer with thousands of clusters.
 
 User mistakes (bad files, unknown ids, wrong flags) print one line to stderr and exit 1; a
-traceback means a bug in clusterqc, not in the user's input.
+traceback means a bug in clusterqc, not in the user's input. An unusable database (not SQLite,
+damaged, read-only, on a full disk, another application's, a newer clusterqc's) is reported the
+same way, once for every command, by `_Commands.invoke`: one line naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from clusterqc.store import ENV_DB, DatasetError, Store, resolve_db_path
+from clusterqc.store.connection import describe_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,7 +57,12 @@ db_option = click.option(
 )
 
 
+_opened: list[Path] = []  # databases this command opened, newest last (for error messages)
+
+
 def open_store(db: str | None) -> Store:
+    """The command's database; a problem with it is reported once, centrally, by `_Commands`."""
+    _opened.append(resolve_db_path(db))
     return Store(db)
 
 
@@ -72,7 +81,39 @@ def dataset_errors(fn: F) -> F:
     return user_errors(DatasetError)(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def _os_error_line(exc: OSError) -> str:
+    """An OSError as `file: problem` (the file the user named, never a library's traceback)."""
+    where = exc.filename if exc.filename is not None else (_opened[-1] if _opened else None)
+    text = exc.strerror or str(exc)
+    return f"{where}: {text}" if where is not None else text
+
+
+class _Commands(click.Group):
+    """The command group whose invoke turns database and file-system failures into one line.
+
+    Why here and not per command: every command opens the database through `open_store`, and a
+    damaged, read-only or full database can fail on any query of any command. Catching
+    `sqlite3.Error` once, where every command runs, names the file of the store last opened.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _opened.clear()
+        try:
+            return super().invoke(ctx)
+        except sqlite3.Error as exc:
+            where = _opened[-1] if _opened else resolve_db_path(None)
+            raise UserError(describe_error(where, exc)) from exc
+        except BrokenPipeError:
+            # The reader went away (`clusterqc ... | head`): not a problem of any file of ours.
+            # Point stdout at devnull so the interpreter's final flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a command cut off by a pipe
+        except OSError as exc:
+            raise UserError(_os_error_line(exc)) from exc
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="clusterqc")
 def cli() -> None:
     """Review image-text clusters for CLIP training: import, propose, review, export."""
@@ -130,29 +171,87 @@ def backup(db: str | None, out: str, force: bool) -> None:
     `PRAGMA integrity_check`, and only then renamed onto OUT, so OUT is never half written
     and an existing good backup is not lost to a failed one.
     """
+    from clusterqc.outputs import OutputError, check_outputs, creation_mode, temp_prefix
+
     source = resolve_db_path(db)
     target = Path(out)
     if not source.is_file():
         raise UserError(f"{source}: no such database")
+    try:
+        check_outputs([("--out", target)], db=source)
+    except OutputError as exc:
+        raise UserError(str(exc)) from exc
     if target.exists() and not force:
         raise UserError(f"{target}: already exists (use --force to overwrite it)")
-    if target.resolve() == source.resolve():
-        raise UserError(f"{target}: is the database itself; choose another file")
-    if not target.parent.is_dir():
-        raise UserError(f"{target}: directory {target.parent} does not exist")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    made = _make_parents(target)
+    _clean_stale(target, BACKUP_SUFFIX)
+    tmp = target.with_name(f"{temp_prefix(target)}{BACKUP_SUFFIX.lstrip('.')}")
     try:
         with open_store(db) as store:
-            store.backup(tmp)
-        with Store(tmp) as snapshot:
-            check = snapshot.integrity_check()
+            try:
+                store.backup(tmp)
+                with Store(tmp) as snapshot:
+                    check = snapshot.integrity_check()
+            except (sqlite3.Error, OSError) as exc:  # writing the snapshot failed, not the database
+                raise UserError(f"{target}: {_write_problem(exc)}; nothing written") from exc
         if check != "ok":
             raise UserError(f"{target}: snapshot failed the integrity check ({check}); nothing written")
+        os.chmod(tmp, creation_mode())
         os.replace(tmp, target)
+    except OSError as exc:
+        raise UserError(f"{target}: {_write_problem(exc)}; nothing written") from exc
     finally:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-            leftover.unlink(missing_ok=True)
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:  # e.g. a read-only folder, where nothing was written either
+                pass
+        if not target.exists():  # a failed backup leaves no empty folders behind either
+            for folder in made:
+                folder.rmdir()
     click.echo(f"backed up {source} to {target} ({target.stat().st_size:,} bytes)")
+
+
+BACKUP_SUFFIX = ".partial"  # backup's hidden snapshot beside OUT: .OUT.<pid>.partial
+
+
+def _write_problem(exc: BaseException) -> str:
+    """What went wrong writing an output, without the hidden temporary file's name."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    name = getattr(exc, "sqlite_errorname", "")
+    if name.startswith("SQLITE_FULL"):
+        return "the disk is full (database or disk is full)"
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")):
+        return f"cannot write there ({exc})"
+    return str(exc)
+
+
+def _clean_stale(target: Path, suffix: str) -> None:
+    """Remove what killed earlier runs left of this output, and say so (on stderr)."""
+    from clusterqc.outputs import clean_stale_partials
+
+    removed = clean_stale_partials(target, suffix)
+    if removed:
+        click.echo(
+            f"removed {_plural(len(removed), 'stale temporary file')} of {target} left by an interrupted run: "
+            + ", ".join(p.name for p in removed),
+            err=True,
+        )
+
+
+def _make_parents(target: Path) -> list[Path]:
+    """Create OUT's missing folders (`--out backups/x.db` on a first run, from cron too);
+    returns them deepest first so a failed backup can remove them again."""
+    missing = [p for p in target.parents if not p.exists()]
+    blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{target}: {blocker} is a file, not a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{target}: cannot create directory {target.parent}: {exc.strerror or exc}") from None
+    return missing
 
 
 # --------------------------------------------------------------------------- few-shot curation
@@ -210,20 +309,35 @@ def fewshot() -> None:
 def fewshot_suggest(db: str | None, k: int, dataset: str | None) -> None:
     """Suggest K examples: balanced across verdicts, overrides first, different kinds of clusters.
 
-    From every dataset unless --dataset; with several, clusters are named DATASET:ID."""
+    From every dataset unless --dataset; with several, clusters are named DATASET:ID. Only
+    examples usable as they are (with a reason) are suggested and go into the printed
+    `prompt create` command; clusters that would be good examples but have no reason yet are
+    listed apart, with the command that marks them.
+    """
+    import shlex
+
     with open_store(db) as store:
-        picks = _fewshot().suggest(store, k, dataset=dataset)
-    if not picks:
+        picks, need_reason = _fewshot().suggest_usable(store, k, dataset=dataset)
+    if not picks and not need_reason:
         click.echo("no reviewed clusters with an agreed verdict yet: review some first")
         return
-    click.echo(f"{'cluster':<16} {'verdict':<13} {'override':<9} {'marked':<7} reason")
+    if picks:
+        click.echo(f"{'cluster':<16} {'verdict':<13} {'override':<9} {'marked':<7} reason")
     for c in picks:
-        reason = _clip(c.reason, 60) if c.reason else "(none: mark it with --reason)"
         click.echo(
             f"{c.ref or c.cluster_id:<16} {c.verdict.value:<13} {'yes' if c.overridden else 'no':<9}"
-            f" {'yes' if c.marked else 'no':<7} {reason}"
+            f" {'yes' if c.marked else 'no':<7} {_clip(c.reason, 60)}"
         )
-    click.echo(f"\nclusterqc prompt create --name NAME --examples {','.join(c.ref or c.cluster_id for c in picks)}")
+    db_arg = f" --db {shlex.quote(db)}" if db else ""
+    if need_reason:
+        click.echo(f"\n{_plural(len(need_reason), 'more cluster')} would make good examples but"
+                   " need a reason first (left out of the command below):")
+        for c in need_reason:
+            click.echo(f"  clusterqc fewshot mark{db_arg} {shlex.quote(c.ref or c.cluster_id)} --reason \"...\""
+                       f"   # {c.verdict.value}{', override' if c.overridden else ''}")
+    if picks:
+        ids = shlex.quote(",".join(c.ref or c.cluster_id for c in picks))
+        click.echo(f"\nclusterqc prompt create{db_arg} --name NAME --examples {ids}")
 
 
 @fewshot.command("mark")
@@ -252,16 +366,17 @@ def fewshot_mark(db: str | None, cluster_id: str, reason: str | None, reviewer: 
 
 @fewshot.command("guideline")
 @db_option
-@click.option("--set", "set_file", type=click.File("r", encoding="utf-8"), default=None,
+@click.option("--set", "set_file", type=click.File("rb"), default=None,
               help="Make this file's text the current guideline ('-' for stdin).")
 @click.option("--queue-stale", is_flag=True, help="Queue clusters decided under older guidelines for a second look.")
 @_curation
 def fewshot_guideline(db: str | None, set_file: Any, queue_stale: bool) -> None:
     """Show or set the guideline decisions are recorded under; queue older ones for a recheck."""
     fs = _fewshot()
+    text = _read_utf8(set_file) if set_file is not None else None
     with open_store(db) as store:
-        if set_file is not None:
-            click.echo(f"current guideline is now {fs.set_guideline(store, set_file.read())}")
+        if text is not None:
+            click.echo(f"current guideline is now {fs.set_guideline(store, text)}")
         if queue_stale:
             n = fs.queue_stale(store)
             click.echo(f"queued {n} cluster(s) for a second look")
@@ -269,6 +384,20 @@ def fewshot_guideline(db: str | None, set_file: Any, queue_stale: bool) -> None:
         click.echo(f"guideline:  {version or '(none set)'}")
         click.echo(f"stale:      {len(fs.stale_labels(store))} label(s) decided under another guideline")
         click.echo(f"rechecks:   {len(store.pending_rechecks())} cluster(s) waiting for a second look")
+
+
+def _read_utf8(fh: Any) -> str:
+    """A text file's contents as UTF-8 (a BOM dropped); a bad byte is one line naming file and place."""
+    data = fh.read()
+    name = getattr(fh, "name", "-")
+    name = "<stdin>" if name in ("-", "<stdin>", 0) else name
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(
+            f"{name}: line {line}, byte {exc.start}: not UTF-8 text ({exc.reason}); save the file as UTF-8"
+        ) from None
 
 
 @cli.group()
@@ -354,6 +483,13 @@ def prompt_activate(db: str | None, name: str) -> None:
 # --- import and cluster (issue 2)
 
 
+def _progress() -> Any:
+    """clusterqc.progress, imported on use (tqdm is not needed for `--help`)."""
+    from clusterqc import progress
+
+    return progress
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -381,9 +517,14 @@ def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace
             from clusterqc.bootstrap import DEMO_DATASET
 
             dataset = DEMO_DATASET
-        files = read_files(targets, dataset)
-        with open_store(db) as store:
-            result = write_clusters(store, files, replace=replace)
+        with _progress().stage("import") as line, _progress().ticking(line):
+            def reading(file: str, index: int) -> None:
+                _progress().step(line, f"import: reading {file} ({index + 1} of {len(targets)})")
+
+            files = read_files(targets, dataset, on_file=reading)
+            _progress().step(line, f"import: writing {sum(len(c) for _, c in files):,} clusters to the database")
+            with open_store(db) as store:
+                result = write_clusters(store, files, replace=replace)
     except (IngestError, FileNotFoundError, DatasetError) as exc:
         raise UserError(str(exc)) from exc
     names = sorted({c.dataset for _, cs in files for c in cs if c.dataset})
@@ -400,35 +541,129 @@ def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace
 
 
 @cli.command("cluster")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.option("--k", type=int, required=True, help="Number of clusters (k-means k).")
-@click.option("--id-col", default="uid", show_default=True, help="Column with the sample id.")
-@click.option("--text-col", default="caption", show_default=True, help="Column with the caption.")
-@click.option("--emb-col", default="embedding", show_default=True, help="Column with the embedding (list of floats).")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--k", type=int, default=None, help="Number of clusters (k-means k); not needed with --centroids-from.")
+@click.option("--id-col", default="uid", show_default=True, help="Single file: column with the sample id.")
+@click.option("--text-col", default="caption", show_default=True, help="Single file: column with the caption.")
+@click.option("--emb-col", default="embedding", show_default=True, help="Single file: column with the embedding (list of floats).")
 @click.option("--out", "out_json", required=True, type=click.Path(dir_okay=False), help="Cluster file to write (luvdatacomp JSON).")
 @click.option(
     "--assignments",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Also write sample id -> cluster (uid,data_points,cluster_label); .csv or .parquet.",
+    help="Also write sample id -> cluster. Pool: Parquet with uid, cluster_id, distance and the CLIP scores;"
+    " single file: uid,data_points,cluster_label as .csv or .parquet.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="k-means seed (same seed, same clusters).")
+@click.option("--seed", type=int, default=0, show_default=True, help="k-means and sampling seed (same seed, same clusters).")
+@click.option("--embedding", default="l14_txt", show_default=True,
+              help="Pool: npz array(s) to cluster: l14_txt, l14_img, b32_txt, b32_img, or two joined with + (concatenated).")
+@click.option("--max-points-per-centroid", type=int, default=256, show_default=True,
+              help="Pool: training sample size per centroid, drawn uniformly from every shard.")
+@click.option("--niter", type=int, default=20, show_default=True, help="Pool: k-means iterations.")
+@click.option("--init", "init", type=click.Choice(["k-means++", "random"]), default="k-means++", show_default=True,
+              help="Pool: initialisation: greedy k-means++ on the sample, or faiss's random seeds (see --nredo).")
+@click.option("--nredo", type=int, default=1, show_default=True, help="Pool, --init random: best of this many faiss runs.")
+@click.option("--centroids", "centroids_out", type=click.Path(dir_okay=False), default=None,
+              help="Pool: also save the k x d centroids as .npy.")
+@click.option("--centroids-from", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Pool: assign with these centroids (.npy, k x d) instead of training.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Pool: run the passes in this process, or as Ray tasks (RAY_ADDRESS, else a local Ray).")
 def cluster_cmd(
-    input_path: str, k: int, id_col: str, text_col: str, emb_col: str, out_json: str, assignments: str | None, seed: int
+    input_path: str, k: int | None, id_col: str, text_col: str, emb_col: str, out_json: str, assignments: str | None,
+    seed: int, embedding: str, max_points_per_centroid: int, niter: int, init: str, nredo: int,
+    centroids_out: str | None, centroids_from: str | None, engine: str,
 ) -> None:
-    """k-means (faiss) over per-sample embeddings in JSONL or Parquet -> a cluster file to import."""
-    from clusterqc.clustering import cluster_embeddings
-    from clusterqc.ingest import IngestError
+    """k-means over CLIP embeddings -> a cluster file to import.
 
+    INPUT is a DataComp pool folder (local path or a pyarrow URI such as s3://bucket/pool) of
+    <shard>.parquet + <shard>.npz, or one JSONL/Parquet file with an embedding column.
+    """
+    from clusterqc.ingest import IngestError
+    from clusterqc.outputs import OutputError, check_outputs
+    from clusterqc.pool import is_pool
+
+    outputs = [("--out", out_json), ("--assignments", assignments), ("--centroids", centroids_out)]
     try:
-        result = cluster_embeddings(input_path, k, id_col, text_col, emb_col, out_json, assignments, seed=seed)
-    except IngestError as exc:
+        if is_pool(input_path):
+            _cluster_pool_cmd(input_path, outputs, k, out_json, assignments, seed, embedding,
+                              max_points_per_centroid, niter, init, nredo, centroids_out, centroids_from, engine)
+            return
+        if k is None:
+            raise UserError("--k is required")
+        check_outputs(outputs, [("INPUT", input_path)])
+        from clusterqc.clustering import cluster_embeddings
+
+        with _progress().stage("cluster") as line, _progress().ticking(line):
+            result = cluster_embeddings(input_path, k, id_col, text_col, emb_col, out_json, assignments, seed=seed,
+                                        on_stage=lambda what: _progress().step(line, f"cluster: {what}"))
+    except (IngestError, OutputError) as exc:
         raise UserError(str(exc)) from exc
     sizes = [c["size"] for c in result.clusters.values()]
     click.echo(
         f"clustered {len(result.ids)} samples ({result.centroids.shape[1]}-d) into {len(sizes)} clusters"
         f" (sizes {min(sizes)}-{max(sizes)}); wrote {out_json}" + (f" and {assignments}" if assignments else "")
     )
+
+
+def _engine(name: str) -> Any:
+    """The named pool engine; a missing or unreachable Ray is one line, not a traceback."""
+    from clusterqc.pool.engines import get_engine
+
+    try:
+        return get_engine(name)
+    except ImportError as exc:
+        raise UserError(f"--engine {name} needs Ray: pip install 'clusterqc[ray]' ({exc})") from exc
+    except _ray_errors() as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _ray_errors() -> tuple[type[BaseException], ...]:
+    """RayEngineError when the Ray engine module can be imported (it imports ray lazily)."""
+    from clusterqc.pool.engines.ray import RayEngineError
+
+    return (RayEngineError,)
+
+
+def _cluster_pool_cmd(
+    root: str, outputs: list[tuple[str, str | None]], k: int | None, out_json: str, assignments: str | None,
+    seed: int, embedding: str, max_points_per_centroid: int, niter: int, init: str, nredo: int,
+    centroids_out: str | None, centroids_from: str | None, engine_name: str,
+) -> None:
+    """The pool branch of `cluster`: check outputs against the shards, run, report."""
+    from clusterqc.outputs import OutputError, check_outputs
+    from clusterqc.pool import Embedding, cluster_pool, open_pool
+
+    pool = open_pool(root, Embedding.parse(embedding))
+    inputs: list[tuple[str, str | None]] = [("--centroids-from", centroids_from)]
+    if pool.local_root is not None:
+        inputs += [(f"shard {s.stem}", s.parquet) for s in pool.shards]
+        inputs += [(f"shard {s.stem}", s.npz) for s in pool.shards]
+        for what, path in outputs:
+            if path and Path(os.path.realpath(path)).parent == Path(os.path.realpath(pool.local_root)) \
+                    and Path(path).suffix.lower() in (".parquet", ".npz"):
+                raise OutputError(f"{what} {path}: inside the pool folder it would be read as a shard; choose another folder")
+    check_outputs(outputs, inputs)
+    engine = _engine(engine_name)
+    try:
+        result = cluster_pool(
+            pool, out_json, k=k, embedding=embedding, assignments=assignments, seed=seed, niter=niter,
+            max_points_per_centroid=max_points_per_centroid, centroids_out=centroids_out,
+            centroids_from=centroids_from, engine=engine, init=init, nredo=nredo,
+            say=lambda msg: click.echo(msg, err=True),
+        )
+    except _ray_errors() as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        engine.close()
+    sizes = [c["size"] for c in result.clusters.values()]
+    wrote = [p for p in (out_json, assignments, centroids_out) if p]
+    click.echo(
+        f"clustered {result.rows:,} samples from {result.shards} shards ({embedding}, {result.dim}-d) into"
+        f" {len(sizes)} clusters (sizes {min(sizes)}-{max(sizes)}), inertia {result.inertia:.6g}"
+        f" [{engine_name}{': ' + engine.where if engine_name == 'ray' else ''}]; wrote {', '.join(wrote)}"
+    )
+    click.echo("seconds: " + ", ".join(f"{phase} {t:.2f}" for phase, t in result.seconds.items()), err=True)
 
 
 def _default_against(store: Any, target: dict[str, Any]) -> str:
@@ -454,7 +689,8 @@ def _default_against(store: Any, target: dict[str, Any]) -> str:
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
               help="Name of the environment variable holding the API key (never the key itself).")
-@click.option("--timeout", type=float, default=None, help="Seconds per request.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds per request attempt, from connecting to the last byte.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
 @click.option("--no-run", is_flag=True, help="Only score answers already stored; ask nothing.")
 @dataset_option
@@ -481,34 +717,32 @@ def evaluate_cmd(
         others = list(against) or [_default_against(store, target)]
         names = [target["version"]] + [fs.get_prompt(store, a)["version"] for a in others]
         names = list(dict.fromkeys(names))
-        bar = _eval_progress() if not no_run else None
+        bar = _progress().bar(total=0, desc="evaluate", unit="answer", disable=no_run)
         try:
-            result = ev.evaluate(
-                store, names, lambda t: make_judge(kind, config, t), run_missing=not no_run,
-                concurrency=concurrency, progress=bar, dataset=store.check_dataset(dataset),
-            )
+            with _progress().ticking(bar):
+                result = ev.evaluate(
+                    store, names, lambda t: make_judge(kind, config, t), run_missing=not no_run,
+                    concurrency=concurrency, progress=_batch_progress(bar), dataset=store.check_dataset(dataset),
+                )
+        except KeyboardInterrupt:
+            bar.close()
+            click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)
+            sys.exit(130)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
     click.echo(ev.format_comparison(result))
 
 
-class _eval_progress:
-    """A one-line progress counter on stderr for the evaluation runs."""
+def _batch_progress(bar: Any) -> Callable[[Any], None]:
+    """The batch runner's callback (a `propose.Progress` after each answer) driving a tqdm bar."""
 
-    def __init__(self) -> None:
-        self.shown = False
-        self.enabled = sys.stderr.isatty()  # no carriage-return noise in logs and pipes
+    def update(p: Any) -> None:
+        bar.total = p.total
+        retrying = {"retrying": p.retrying} if getattr(p, "retrying", 0) else {}
+        bar.set_postfix(failed=p.failed, unparsed=p.unparsed, **retrying, refresh=False)
+        bar.update(p.done - bar.n)
 
-    def __call__(self, state: Any) -> None:
-        if not self.enabled:
-            return
-        click.echo(f"\r  asked {state.done}/{state.total} ({state.failed} failed)", nl=False, err=True)
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            click.echo("", err=True)
+    return update
 
 
 # --- propose and import-proposals (issue 3)
@@ -524,8 +758,9 @@ def _propose_errors() -> tuple[type[BaseException], ...]:
 
 @cli.command()
 @db_option
-@click.option("--judge", "judge_kind", type=click.Choice(["offline", "llm"]), default=None,
-              help="Who proposes (default: llm if an endpoint or key is configured, else offline).")
+@click.option("--judge", "judge_kind", type=click.Choice(["offline", "llm", "learned"]), default=None,
+              help="Who proposes (default: llm if an endpoint or key is configured, else offline);"
+                   " learned: a classifier trained on the curators' agreed labels.")
 @click.option("--model", default=None, help="Model name [env CLUSTERQC_MODEL; default gpt-4o-mini].")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 [env OPENAI_BASE_URL].")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME",
@@ -538,8 +773,9 @@ def _propose_errors() -> tuple[type[BaseException], ...]:
 @click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None, help="Client-side requests-per-minute limit.")
 @click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None, help="Client-side tokens-per-minute limit.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds per request attempt.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Cap on each answer's tokens.")
+              help="Seconds per request attempt, from connecting to the last byte of the answer.")
+@click.option("--max-tokens", type=click.IntRange(min=0), default=None,
+              help="Cap on each answer's tokens [default: 2048; 0: no cap].")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
 @click.option("--max-retries", type=click.IntRange(min=0), default=4, show_default=True,
               help="Retries on 429, 5xx, timeouts (the openai client's own, honouring Retry-After).")
@@ -560,6 +796,9 @@ def propose(db: str | None, judge_kind: str | None, model: str | None, base_url:
                                   max_tokens=max_tokens, temperature=temperature, max_retries=max_retries,
                                   rpm=rpm, tpm=tpm)
         kind = judge_kind or ("llm" if config.configured else "offline")
+        if kind == "learned":
+            _run_learned(db, dry_run, dataset)
+            return
         with open_store(db) as store:
             dataset = store.check_dataset(dataset)
             judge = _make_cli_judge(store, kind, config, prompt_ref)
@@ -569,6 +808,43 @@ def propose(db: str | None, judge_kind: str | None, model: str | None, base_url:
                 _run_propose(store, judge, kind, config, concurrency, limit, dataset)
     except _propose_errors() as exc:
         raise UserError(str(exc)) from exc
+
+
+def _run_learned(db: str | None, dry_run: bool, dataset: str | None = None) -> None:
+    """`propose --judge learned`: train on one dataset's agreed labels (printing the CV kappa),
+    then propose for that dataset (None: the only one; with several, --dataset names it).
+
+    Not the threaded per-cluster runner: the learned judge featurises and predicts a chunk of
+    clusters at a time, which is what makes 100,000 clusters take seconds, not minutes.
+    """
+    from tqdm import tqdm
+
+    from clusterqc.judges import learned
+
+    try:
+        with open_store(db) as store:
+            dataset = store.resolve_dataset(dataset)
+            model = learned.train_from_store(store, dataset=dataset)
+            click.echo(model.summary(), err=True)
+            if dry_run:
+                pending = store.pending_cluster_ids(learned.NAME, model.version, dataset=dataset)
+                click.echo(f"pending:  {_plural(len(pending), 'cluster')} (dry run: nothing stored)")
+                return
+            bar = tqdm(total=0, unit="cluster", disable=None, dynamic_ncols=True)
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            run = learned.propose_all(store, model, progress=progress, dataset=dataset)
+            bar.close()
+    except learned.NotEnoughLabels as exc:
+        raise UserError(str(exc)) from exc
+    if run.proposed == 0:
+        click.echo(f"nothing to do: every cluster has a proposal from learned @ {model.version}")
+        return
+    click.echo(f"proposed {run.proposed} clusters with learned @ {model.version} in {run.propose_seconds:.1f} s"
+               f" (training {model.train_seconds:.1f} s)")
 
 
 def _make_cli_judge(store: Store, kind: str, config: Any, prompt_ref: str | None) -> Any:
@@ -606,20 +882,14 @@ def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | N
 
 def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: int, limit: int | None,
                  dataset: str | None) -> None:
-    from tqdm import tqdm
-
     from clusterqc.propose import run_batch
 
     click.echo(_judge_line(judge, kind, config), err=True)
-    bar = tqdm(total=0, unit="cluster", disable=None, dynamic_ncols=True)
-
-    def progress(p: Any) -> None:
-        bar.total = p.total
-        bar.set_postfix(failed=p.failed, unparsed=p.unparsed, refresh=False)
-        bar.update(p.done - bar.n)
-
+    bar = _progress().bar(total=0, desc="propose", unit="cluster")
     try:
-        result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=progress, dataset=dataset)
+        with _progress().ticking(bar):
+            result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=_batch_progress(bar),
+                               dataset=dataset)
     except KeyboardInterrupt:
         bar.close()
         click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)
@@ -667,6 +937,30 @@ def import_proposals_cmd(path: str, judge_name: str, db: str | None, dataset: st
     click.echo(
         f"imported {summary.added} of {_plural(summary.read, 'proposal')} from {path} as judge {judge_name!r}"
         f" ({summary.unparsed} unparsed, {summary.read - summary.added} already there)"
+    )
+
+
+@cli.command("import-decisions")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--reviewer", required=True, help="Who made these decisions (stored as their reviewer name).")
+@db_option
+@one_dataset_option
+@dataset_errors
+def import_decisions_cmd(path: str, reviewer: str, db: str | None, dataset: str | None) -> None:
+    """Import labels made elsewhere: CSV or JSONL with cluster_id, label (Acceptable or
+    Unacceptable) and an optional note, for the clusters of one dataset (--dataset when the
+    database holds several). All rows or none; a row already standing is skipped."""
+    from clusterqc.import_decisions import import_decisions
+    from clusterqc.ingest import IngestError
+
+    try:
+        with _existing_store(db) as store:
+            summary = import_decisions(store, path, reviewer, dataset)
+    except (IngestError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    click.echo(
+        f"imported {_plural(summary.added, 'decision')} by {reviewer.strip()!r} from {path}"
+        f" into dataset {summary.dataset} ({summary.unchanged} already standing)"
     )
 
 
@@ -740,12 +1034,15 @@ def agreement_cmd(db: str | None, dataset: str | None, by_dataset: bool) -> None
 @dataset_errors
 def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bool, dataset: str | None) -> None:
     """One row per cluster (with its dataset): the label, who decided it, and what the model said."""
-    from clusterqc.export import ExportError, export_labels
+    from clusterqc.export import TEMP_SUFFIX, ExportError, export_labels
+    from clusterqc.outputs import OutputError, check_outputs
 
     try:
+        check_outputs([("--out", out)], db=resolve_db_path(db))
         with _existing_store(db) as store:
+            _clean_stale(Path(out), TEMP_SUFFIX)
             n = export_labels(store, out, fmt, include_unreviewed, dataset=store.check_dataset(dataset))
-    except (ExportError, OSError) as exc:
+    except (ExportError, OutputError) as exc:
         raise UserError(str(exc)) from exc
     skipped = n["clusters"] - n["rows"]
     click.echo(
@@ -760,25 +1057,57 @@ def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bo
 @click.option("--assignments", required=True, type=click.Path(dir_okay=False),
               help="uid -> cluster file (CSV or Parquet): columns uid and cluster_id, or uid and cluster_label n"
                    " for clusters named Cluster_<n>.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .npy subset to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The .npy subset to write; its manifest goes beside it (subset.npy -> subset.json).")
 @click.option("--keep", multiple=True, type=click.Choice(["Acceptable", "Unacceptable"], case_sensitive=False),
               default=("Acceptable",), show_default=True, help="Label(s) whose clusters are kept (repeatable).")
 @click.option("--include-unreviewed", is_flag=True,
               help="Use the model's verdict for clusters nobody reviewed (else they are dropped).")
+@click.option("--clip-min", type=float, default=None, metavar="X",
+              help="Keep only samples of kept clusters whose clip_l14_similarity_score >= X (a cosine, e.g. 0.28).")
+@click.option("--clip-top", type=float, default=None, metavar="F",
+              help="Keep only samples of kept clusters among the pool's top F by clip_l14_similarity_score"
+                   " (cut: the score at rank ceil(F x pool size); ties kept). DataComp's baseline is 0.3.")
+@click.option("--score-column", default=None, metavar="NAME",
+              help="The score column a cut reads (default clip_l14_similarity_score).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Run the export in this process, or as Ray tasks (RAY_ADDRESS, else a local Ray); same file.")
 @one_dataset_option
 @dataset_errors
-def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool,
-                    dataset: str | None) -> None:
+def export_uids_cmd(
+    db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool,
+    clip_min: float | None, clip_top: float | None, score_column: str | None, engine: str = "local",
+    dataset: str | None = None,
+) -> None:
     """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines).
 
     The assignments belong to one clustering: --dataset names it when the database holds several."""
-    from clusterqc.subset import SubsetError, build_subset, save_uids
+    from clusterqc.export import TEMP_SUFFIX
+    from clusterqc.manifest import manifest_bytes, manifest_path, subset_manifest, write_manifest
+    from clusterqc.outputs import OutputError, check_outputs
+    from clusterqc.subset import SCORE_COLUMN, ScoreCut, SubsetError, build_subset, save_uids
 
     try:
+        cut = None
+        if clip_min is not None or clip_top is not None:
+            cut = ScoreCut(clip_min, clip_top, score_column or SCORE_COLUMN)
+        elif score_column is not None:
+            raise SubsetError("--score-column needs a cut: --clip-min X or --clip-top F")
+        manifest = manifest_path(out)
+        check_outputs([("--out", out), ("manifest", manifest)], [("--assignments", assignments)],
+                      resolve_db_path(db))
         with _existing_store(db) as store:
-            result = build_subset(store, assignments, keep, include_unreviewed, dataset=dataset)
-        save_uids(result.uids, out)
-    except (SubsetError, OSError) as exc:
+            dataset = store.resolve_dataset(dataset)
+            if engine == "ray":
+                result = _subset_on_ray(store, assignments, keep, include_unreviewed, cut, dataset)
+            else:
+                result = build_subset(store, assignments, keep, include_unreviewed, cut=cut, dataset=dataset)
+            info = manifest_bytes(subset_manifest(store, result, assignments, out, keep, include_unreviewed,
+                                                  dataset=dataset))
+        _clean_stale(Path(out), TEMP_SUFFIX)
+        save_uids(result.uids, out)  # the manifest is already encoded: nothing can fail between the two
+        write_manifest(info, manifest)
+    except (SubsetError, OutputError) as exc:
         raise UserError(str(exc)) from exc
     r = result
     click.echo(
@@ -791,9 +1120,86 @@ def export_uids_cmd(db: str | None, assignments: str, out: str, keep: tuple[str,
         f"samples:  kept {r.kept_samples:,} of {r.total_samples:,} ({r.kept_fraction:.1%} of the pool),"
         f" dropped {r.total_samples - r.kept_samples:,}"
     )
-    click.echo(f"wrote {out} ({r.kept_samples:,} uids, dtype u8,u8, sorted)")
+    if r.cut is not None and r.cut_value is not None:
+        click.echo(
+            f"cut:      {r.cut.describe()}: score >= {r.cut_value:.6g}; that cut alone would keep"
+            f" {r.cut_alone_samples or 0:,} ({r.cut_alone_fraction or 0:.1%} of the pool)"
+        )
+    click.echo(f"wrote {out} ({r.kept_samples:,} uids, dtype u8,u8, sorted) and its manifest {manifest}")
     if r.total_samples and r.unknown_clusters == r.kept_clusters + r.dropped_clusters:
         click.echo("warning: no cluster in the assignments is in the database; check the ids", err=True)
+
+
+@cli.command("check-subset")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--assignments", type=click.Path(dir_okay=False), default=None,
+              help="Check that every uid is in this uid -> cluster file (CSV or Parquet).")
+@click.option("--pool", "pool_dir", type=click.Path(file_okay=False), default=None,
+              help="Check that every uid is in this folder of DataComp parquet shards (reads their uid column).")
+@click.option("--allow-duplicates", is_flag=True,
+              help="Accept repeated uids (DataComp's resharder then upsamples those samples).")
+def check_subset_cmd(file: str, assignments: str | None, pool_dir: str | None, allow_duplicates: bool) -> None:
+    """Check a uid .npy before training: dtype u8,u8, sorted, no duplicates, every uid in the pool."""
+    from clusterqc.subset import SubsetError
+    from clusterqc.subset_check import check_subset
+
+    if assignments is not None and pool_dir is not None:
+        raise UserError("give --assignments FILE or --pool DIR, not both")
+    try:
+        result = check_subset(file, assignments, pool_dir, allow_duplicates)
+    except SubsetError as exc:
+        raise UserError(str(exc)) from exc
+    if result.ok:
+        where = f", all in {result.pool}" if result.pool else " (pool membership not checked: give --assignments or --pool)"
+        click.echo(f"{file}: {result.count:,} uids, dtype u8,u8, sorted, no duplicates{where}")
+        return
+    for problem in result.problems:
+        click.echo(f"{file}: {problem}", err=True)
+    sys.exit(1)
+
+
+@cli.command("pool-profile")
+@db_option
+@click.option("--assignments", required=True, type=click.Path(dir_okay=False),
+              help="The DataComp-layout assignments (uid, cluster_id or cluster_label, clip_l14_similarity_score).")
+@click.option("--score-column", default=None, metavar="NAME", help="Default clip_l14_similarity_score.")
+@one_dataset_option
+@dataset_errors
+def pool_profile_cmd(db: str | None, assignments: str, score_column: str | None, dataset: str | None) -> None:
+    """Store a dataset's pool CLIP-score profile: the cards' pool distribution and the sidebar's CLIP-30% baseline."""
+    from clusterqc.pool_profile import record_pool_profile
+    from clusterqc.subset import SCORE_COLUMN, SubsetError
+
+    try:
+        with _existing_store(db) as store:
+            p = record_pool_profile(store, assignments, score_column or SCORE_COLUMN, dataset=dataset)
+    except (SubsetError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    q = p["percentiles"]
+    click.echo(
+        f"pool: {p['samples']:,} samples in {p['clusters']:,} clusters; {p['column']} mean {p['mean']:.4f},"
+        f" quartiles {q[25]:.4f} / {q[50]:.4f} / {q[75]:.4f}"
+    )
+    click.echo(
+        f"CLIP-30% baseline: score >= {p['baseline_cut']:.6g} keeps {p['baseline_samples']:,}"
+        f" ({p['baseline_samples'] / p['samples']:.1%} of the pool)"
+    )
+
+
+def _subset_on_ray(
+    store: Store, assignments: str, keep: tuple[str, ...], include_unreviewed: bool, cut: Any = None,
+    dataset: str | None = None,
+) -> Any:
+    """export-uids --engine ray: clusterqc.pool.subset over the Ray engine (the same bytes as local)."""
+    from clusterqc.pool.subset import build_subset_on
+
+    ray_engine = _engine("ray")
+    try:
+        return build_subset_on(ray_engine, store, assignments, keep, include_unreviewed, cut=cut, dataset=dataset)
+    except _ray_errors() as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        ray_engine.close()
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,14 +269,22 @@ def cluster_embeddings(
     out_json: str | os.PathLike[str],
     out_assignments: str | os.PathLike[str] | None,
     seed: int = 0,
+    on_stage: Callable[[str], None] | None = None,
 ) -> ClusteringResult:
-    """Cluster the input's embeddings into k clusters and write the cluster file and assignments."""
+    """Cluster the input's embeddings into k clusters and write the cluster file and assignments.
+
+    `on_stage(text)` names each long step as it starts (the CLI's progress line).
+    """
+    say = on_stage or (lambda _text: None)
+    say(f"reading {input_path}")
     ids, texts, x = read_embeddings(input_path, id_col, text_col, emb_col)
     if k < 1:
         raise ClusteringError(str(input_path), "--k", f"k must be at least 1, got {k}")
     if k > len(ids):
         raise ClusteringError(str(input_path), "--k", f"k={k} is more than the {len(ids)} samples in the file")
+    say(f"k-means, {k:,} clusters over {x.shape[0]:,} samples of {x.shape[1]} dimensions")
     centroids, labels, distances = kmeans(x, k, seed=seed)
+    say(f"writing {out_json}" + (f" and {out_assignments}" if out_assignments is not None else ""))
     clusters = summarise(ids, texts, labels, distances, k)
     out = Path(out_json)
     _atomic_write(

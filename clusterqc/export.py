@@ -15,8 +15,9 @@ Why it is built this way:
   the model labelled (`label_source = model_only`); a cluster with neither a review nor a
   parsed proposal has no label and is never exported.
 - CSV cells are neutralised against formula injection (OWASP "CSV Injection"): a text cell
-  beginning with = + - @, a tab or a carriage return (or their full-width forms, which some
-  spreadsheet programs also evaluate) gets a leading apostrophe. JSONL and Parquet are for
+  whose first non-blank character (after spaces, NBSP, U+3000, ZWSP, BOM, line breaks, tabs)
+  is = + - @ (or their full-width forms, which some spreadsheet programs also evaluate), or
+  that begins with a tab or a carriage return, gets a leading apostrophe. JSONL and Parquet are for
   code and keep text byte for byte.
 - Files are written to a temporary name and renamed, so a failed export leaves nothing behind.
 """
@@ -38,14 +39,21 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from clusterqc.outputs import creation_mode, temp_prefix
 from clusterqc.store import Store
 
 FORMATS = ("csv", "jsonl", "parquet")
+TEMP_SUFFIX = ".tmp"  # write_atomic's hidden temporary files: .NAME.<pid>.XXXX.tmp
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 MIME = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 ACTIVE_PROMPT_SETTING = "active_prompt"
-# Literal characters (RE2 has no \\u escapes): = + - @ tab CR and the full-width = + - @.
-FORMULA_START = "^[=+\\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20]"
+# Spreadsheets skip leading blanks before reading a formula, so a cell is risky when its first
+# character that is not blank is = + - @ (or their full-width forms), or when it starts with a
+# tab or CR. "Blank" is every space and invisible separator a spreadsheet may drop: ASCII
+# whitespace, NBSP, the U+2000-U+200B spaces, ZWSP, U+2028/2029, U+202F, U+205F, word joiner,
+# U+3000 and the BOM. The pattern holds the characters themselves (RE2 takes no \\u escapes).
+FORMULA_BLANKS = " \t\r\n\v\f\u0085\u00A0\u1680\u180E\u2000-\u200B\u2028\u2029\u202F\u205F\u2060\u3000\uFEFF"
+FORMULA_START = f"^(?:[\t\r]|[{FORMULA_BLANKS}]*[=+\\-@\uFF1D\uFF0B\uFF0D\uFF20])"
 REVIEWER_SEPARATOR = "; "
 EXPORT_SCHEMA = pa.schema(
     [(name, pa.list_(pa.string()) if name == "reviewers" else pa.int64() if name == "n_reviews"
@@ -164,19 +172,28 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[BinaryIO]
     """Write to a temporary file beside `path`, then rename: readers never see half a file.
 
     `data` is the bytes, or a function that writes to the open file (np.save for the uid
-    subset), so large outputs need not be built in memory first.
+    subset), so large outputs need not be built in memory first. The file gets the mode the
+    umask gives new files (not mkstemp's 0600), and a failure names `path`, never the hidden
+    temporary file the user did not ask for.
     """
     target = Path(path)
     if not target.parent.is_dir():
         raise ExportError(f"{target}: folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=TEMP_SUFFIX, dir=target.parent)
+    except OSError as exc:
+        raise ExportError(f"{target}: cannot write in {target.parent} ({exc.strerror})") from None
+    try:
+        os.fchmod(fd, creation_mode())
         with os.fdopen(fd, "wb") as fh:
             if callable(data):
                 data(fh)
             else:
                 fh.write(data)
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ExportError(f"{target}: {exc.strerror or exc}; nothing written") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

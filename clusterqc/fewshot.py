@@ -123,6 +123,18 @@ def offered_reason(store: Store, cluster_id: str, dataset: str | None = None) ->
 # --------------------------------------------------------------------------- marking
 
 
+def reason_evidence(store: Store, cluster_id: str, dataset: str | None = None) -> str | None:
+    """The offline judge's numbers behind its reason for this cluster, for a hover text beside
+    the reason; the reason itself stays a plain sentence, since it is what the prompt teaches."""
+    from clusterqc.judges.offline import metrics_of
+
+    for proposal in reversed(store.proposals_for(cluster_id, dataset=dataset)):
+        metrics = metrics_of(proposal.raw)
+        if metrics:
+            return metrics
+    return None
+
+
 def mark_example(
     store: Store, cluster_id: str, reason: str, marked_by: str, dataset: str | None = None
 ) -> dict[str, Any]:
@@ -192,7 +204,7 @@ def suggest(store: Store, k: int, exclude: Iterable[str] = (), dataset: str | No
     if k < 1:
         raise FewShotError(f"--k must be at least 1, not {k}")
     skip = set(exclude)
-    pool = [c for c in candidates(store, dataset) if c.cluster_id not in skip and c.ref not in skip]
+    pool = [c for c in candidates(store, dataset) if (c.ref or c.cluster_id) not in skip]
     if not pool:
         return []
     vectors = _vectors([c.text for c in pool])
@@ -205,6 +217,26 @@ def suggest(store: Store, k: int, exclude: Iterable[str] = (), dataset: str | No
                 chosen.append(_pick(pool, vectors, chosen, verdict))
                 quota[verdict] -= 1
     return [pool[i] for i in chosen]
+
+
+def has_reason(candidate: Candidate) -> bool:
+    """Whether a candidate can go into a prompt as it is (`examples_for` refuses it otherwise)."""
+    return bool(candidate.reason.strip())
+
+
+def suggest_usable(store: Store, k: int, dataset: str | None = None) -> tuple[list[Candidate], list[Candidate]]:
+    """(up to `k` examples usable as they are, the ones `suggest` would add that need a reason first).
+
+    Why: an unmarked override the reviewer accepted without a note has no reason to show the
+    model, and `prompt create` refuses it; a suggested command must run as printed, so those
+    are left out of the picks (the next usable candidates take their place) and listed apart,
+    to be marked with a reason.
+    """
+    everything = suggest(store, k, dataset=dataset)
+    need_reason = [c for c in everything if not has_reason(c)]
+    without = [c.ref or c.cluster_id for c in candidates(store, dataset) if not has_reason(c)]
+    usable = suggest(store, k, exclude=without, dataset=dataset) if need_reason else everything
+    return usable, need_reason
 
 
 def _dense(x: Any) -> np.ndarray:
@@ -479,6 +511,7 @@ __all__ = [
     "list_prompts",
     "mark_example",
     "offered_reason",
+    "reason_evidence",
     "preview",
     "queue_stale",
     "set_guideline",

@@ -7,7 +7,9 @@ Why it looks the way it does:
   (line and column, CSV row, JSON key or item, Parquet row) and what is wrong. Anything else
   escaping from here is a bug, and the property-based tests hunt for it.
 - Text is kept exactly as given (HTML entities, CJK, RTL, emoji, U+FFFD); the only thing
-  refused is what SQLite cannot store as UTF-8 (lone surrogates from `\\ud800`-style escapes).
+  refused is what SQLite cannot store as UTF-8 (lone surrogates from `\\ud800`-style escapes),
+  and in cluster ids control characters (NUL, tabs, line breaks, DEL, C1): an id is a key
+  people type, link and export, and a NUL in one broke re-import.
 - The hot loop is plain Python over already-parsed lists: 100,000 clusters import in about
   3 s of CPU (bench/bench_import.py). Validation yields `ClusterRecord`s whose bare captions stay
   the parser's strings (no million `Sample`s); a JSON object or array is parsed with one
@@ -19,8 +21,11 @@ Formats (detected from the extension, then from the content for unknown extensio
 - JSON array or JSONL of objects with `cluster_id` (or `id`) and the two sample lists
 - CSV with `cluster_id` (or `id`), `closest_samples`, `furthest_samples` (JSON arrays in cells)
 - Parquet with list columns (list of strings or of structs with text/uid/url)
-A sample is a caption string or `{"text": ..., "uid": ..., "url": ...}`; clusters may carry
-`size` (a non-negative integer) and `dataset` (a dataset name).
+A sample is a caption string or `{"text": ..., "uid": ..., "url": ..., "clip_score": ...}`;
+clusters may carry `size` (a non-negative integer), `dataset` (a dataset name) and `stats` (pool
+evidence: an object of finite numbers, see `STATS_FIELDS`). CLIP scores are DataComp's
+`clip_l14_similarity_score` cosines in [-1, 1]; NaN, infinities, booleans and strings are
+refused at import with their place, so nothing downstream has to guess what a score means.
 
 Datasets: `--dataset NAME` puts every cluster of the files in NAME; without it a cluster goes
 in the dataset its record names, else in one named after its file's stem
@@ -35,9 +40,10 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import repeat
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,10 @@ ID_FIELDS = ("cluster_id", "id")
 LIST_FIELDS = ("closest_samples", "furthest_samples")
 SAMPLE_FIELDS = ("text", "uid", "url")
 MAX_SIZE = 2**63 - 1  # SQLite INTEGER
+# The per-cluster evidence `clusterqc cluster` writes (README "Cluster evidence"); other keys
+# may hold any finite number, and every key starting with `clip_` is a cosine in [-1, 1].
+STATS_FIELDS = ("size", "share", "clip_l14_mean", "clip_l14_q1", "clip_l14_median", "clip_l14_q3")
+CLIP_PREFIX = "clip_"
 DEMO_FILE = "demo_clusters.json"
 
 JSON_EXTS = {".json"}
@@ -95,12 +105,16 @@ class _Validator:
         furthest = self.samples(where, "furthest_samples", record.get("furthest_samples", _MISSING))
         size = self.size(where, record.get("size"))
         dataset = self.dataset_name(where, record.get("dataset"))
+        stats = record.get("stats")
+        if stats is not None:
+            stats = self.stats(where, stats)
+            size = self.size_with_stats(where, size, stats)
         if cid in self.seen:
             raise self.fail(where, f"duplicate cluster id {cid!r} (first at {self.seen[cid]})")
         self.seen[cid] = where
         if dataset is None or self.override:
             dataset = self.dataset
-        return ClusterRecord(cid, closest, furthest, size, dataset)
+        return ClusterRecord(cid, closest, furthest, size, dataset, stats)
 
     def cluster_id(self, where: object, cid: Any) -> str:
         if cid is _MISSING or cid is None:
@@ -110,6 +124,13 @@ class _Validator:
         cid = str(cid)
         if not cid.strip():
             raise self.fail(where, "cluster id is empty")
+        bad = _CONTROL.search(cid)
+        if bad:
+            # A NUL or line break in an id breaks re-import, URLs, CSV exports and terminals.
+            raise self.fail(
+                where, f"cluster id {_short(cid)} contains the control character {bad.group()!a}"
+                f" at character {bad.start() + 1}; ids must be printable text"
+            )
         self.text(where, "cluster id", cid)
         return cid
 
@@ -144,7 +165,65 @@ class _Validator:
             if v is not None and not isinstance(v, str):
                 raise self.fail(where, f"{place}: {key!r} must be a string, got {_kind(v)}")
             values.append(None if v is None else self.text(where, f"{place}.{key}", v))
-        return Sample(*values)
+        score = item.get("clip_score")
+        if score is not None:
+            score = self.number(where, f"{place}.clip_score", score, -1.0, 1.0)
+        return Sample(*values, score)
+
+    def stats(self, where: object, value: Any) -> dict[str, float] | None:
+        """A cluster's `stats`: an object of finite numbers; known fields in their ranges.
+
+        A JSON string holding the object is accepted too (CSV cells, Parquet string columns).
+        Keys with a null value are dropped (Parquet structs give every field); `{}` is no stats.
+        """
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError):
+                raise self.fail(where, f"stats must be an object of numbers, got the string {_short(value)}") from None
+        if not isinstance(value, dict):
+            raise self.fail(where, f"stats must be an object of numbers, got {_kind(value)}")
+        out: dict[str, float] = {}
+        for key, v in value.items():
+            if v is None:
+                continue
+            if not isinstance(key, str) or not key:
+                raise self.fail(where, f"stats: key {_short(key)} must be a non-empty string")
+            self.text(where, "stats key", key)
+            if key == "size":
+                if v is not None and isinstance(v, (bool, str)):
+                    raise self.fail(where, f"stats.size must be a non-negative integer, got {_kind(v)} {_short(v)}")
+                out[key] = self.size(where, v, "stats.size")
+            elif key == "share":
+                out[key] = self.number(where, "stats.share", v, 0.0, 1.0)
+            elif key.startswith(CLIP_PREFIX):
+                out[key] = self.number(where, f"stats.{key}", v, -1.0, 1.0)
+            else:
+                out[key] = self.number(where, f"stats.{key}", v)
+        return out or None
+
+    def size_with_stats(self, where: object, size: int | None, stats: dict[str, float] | None) -> int | None:
+        """The cluster's size, taken from `stats.size` when the file gives only that one."""
+        if not stats or "size" not in stats:
+            return size
+        if size is not None and size != stats["size"]:
+            raise self.fail(where, f"size {size} differs from stats.size {stats['size']}")
+        return int(stats["size"])
+
+    def number(self, where: object, place: str, value: Any, low: float | None = None, high: float | None = None) -> float:
+        """A finite number (int or float, never a boolean or a string), within [low, high] if given."""
+        if type(value) is float:  # the common case first: one type check per score
+            if not isfinite(value):
+                raise self.fail(where, f"{place} must be a finite number, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(where, f"{place} must be a number, got {_kind(value)} {_short(value)}")
+        elif isinstance(value, float) and not isfinite(value):  # a float subclass
+            raise self.fail(where, f"{place} must be a finite number, got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            hint = (" (CLIP scores are cosines as in DataComp's clip_l14_similarity_score; divide"
+                    " scores given x100 by 100)") if low == -1.0 and abs(value) <= 100 else ""
+            raise self.fail(where, f"{place} must be between {low:g} and {high:g}, got {_short(value)}{hint}")
+        return float(value) if low is not None else value
 
     def text(self, where: object, place: str, value: str) -> str:
         """Refuse only what cannot be stored as UTF-8; everything else is kept byte for byte."""
@@ -159,15 +238,15 @@ class _Validator:
             ) from None
         return value
 
-    def size(self, where: object, value: Any) -> int | None:
+    def size(self, where: object, value: Any, name: str = "size") -> int | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer() and 0 <= value <= MAX_SIZE:
                 return int(value)  # Parquet/pandas turn int columns with gaps into floats
-            raise self.fail(where, f"size must be a non-negative integer, got {_kind(value)} {_short(value)}")
+            raise self.fail(where, f"{name} must be a non-negative integer, got {_kind(value)} {_short(value)}")
         if not 0 <= value <= MAX_SIZE:
-            raise self.fail(where, f"size must be a non-negative integer, got {_short(value)}")
+            raise self.fail(where, f"{name} must be a non-negative integer, got {_short(value)}")
         return value
 
     def dataset_name(self, where: object, value: Any) -> str | None:
@@ -223,6 +302,8 @@ class _Missing:
 _MISSING: Any = _Missing()
 _STR = repeat(str)  # map(isinstance, items, _STR): a type check per item at C speed
 # A \uD800-\uDFFF escape: the only way a JSON text decoded as strict UTF-8 yields a lone surrogate.
+# C0 and C1 control characters (NUL, tab, line breaks, DEL, ...): never part of a cluster id.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -526,6 +607,8 @@ def _csv_cluster(
             raise IngestError(file, where, f"size must be a non-negative integer, got {_short(cell)}") from None
     if "dataset" in columns and row[columns["dataset"]] != "":
         record["dataset"] = row[columns["dataset"]]
+    if "stats" in columns and row[columns["stats"]].strip():
+        record["stats"] = _loads(file, row[columns["stats"]], at=f"{where}, column stats")
     return v.cluster(_Place("row", n), row[columns["_id"]], record)
 
 
@@ -542,7 +625,7 @@ def _read_parquet(file: str, data: bytes, v: _Validator) -> list[ClusterRecord]:
     missing = [f for f in LIST_FIELDS if f not in names] + ([] if id_col else ["cluster_id"])
     if missing:
         raise IngestError(file, "schema", f"missing column(s) {', '.join(missing)}; it has {', '.join(names)}")
-    wanted = [id_col, *LIST_FIELDS] + [c for c in ("size", "dataset") if c in names]
+    wanted = [id_col, *LIST_FIELDS] + [c for c in ("size", "dataset", "stats") if c in names]
     try:
         cols = {c: table.column(c).to_pylist() for c in wanted}
     except (pa.ArrowException, ValueError, TypeError, OverflowError, KeyError) as exc:
@@ -642,20 +725,24 @@ def _bulk() -> Iterator[None]:
 
 
 def read_files(
-    paths: Sequence[str | os.PathLike[str]], dataset: str | None = None
+    paths: Sequence[str | os.PathLike[str]], dataset: str | None = None,
+    on_file: Callable[[str, int], None] | None = None,
 ) -> list[tuple[str, list[ClusterRecord]]]:
     """Read every file before anything is written; an id in two files is an error too.
 
     Gives validated `ClusterRecord`s (`.to_cluster()` makes a `Cluster`) for `write_clusters`,
     each with its dataset set (see the module docstring). Two files may share ids when their
     clusters go in different datasets; within one dataset an id in two files is an error.
+    `on_file(file, index)` is called before each file is read (the CLI's progress line).
     """
     if not paths:
         raise IngestError("(no file)", "", "give at least one cluster file")
     owner: dict[tuple[str | None, str], str] = {}
     out = []
-    for path in paths:
+    for index, path in enumerate(paths):
         file = str(path)
+        if on_file is not None:
+            on_file(file, index)
         with _bulk():
             clusters = _read_one(path, dataset, _validator(path, dataset))
         for c in clusters:

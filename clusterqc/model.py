@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
@@ -37,13 +37,18 @@ class Verdict(str, Enum):
 
 @dataclass(frozen=True, init=False)
 class Sample:
-    """One image-text pair as the cluster file gives it; the text is kept byte for byte."""
+    """One image-text pair as the cluster file gives it; the text is kept byte for byte.
+
+    `clip_score` is the pair's CLIP L/14 image-text cosine (DataComp's
+    `clip_l14_similarity_score`, in [-1, 1]) when the cluster file carries it; None otherwise.
+    """
 
     text: str
     uid: str | None = None
     url: str | None = None
+    clip_score: float | None = None
 
-    def __init__(self, text: str, uid: str | None = None, url: str | None = None):
+    def __init__(self, text: str, uid: str | None = None, url: str | None = None, clip_score: float | None = None):
         # Hand-written because an import builds a million of these: the generated frozen
         # __init__ calls object.__setattr__ once per field (1.7x slower, bench/RESULTS.md).
         # Writing the instance dict directly is what that call does; the class stays frozen.
@@ -51,12 +56,20 @@ class Sample:
         d["text"] = text
         d["uid"] = uid
         d["url"] = url
+        d["clip_score"] = clip_score
 
     def to_json(self) -> Any:
-        """A bare string when there is nothing but text, as the luvdatacomp files have it."""
-        if self.uid is None and self.url is None:
+        """A bare string when there is nothing but text, as the luvdatacomp files have it.
+
+        Keys come in sorted order (clip_score, text, uid, url): the store builds the content
+        hash from this text directly, and `Cluster.content_hash` sorts keys.
+        """
+        if self.uid is None and self.url is None and self.clip_score is None:
             return self.text
-        out: dict[str, Any] = {"text": self.text}
+        out: dict[str, Any] = {}
+        if self.clip_score is not None:
+            out["clip_score"] = self.clip_score
+        out["text"] = self.text
         if self.uid is not None:
             out["uid"] = self.uid
         if self.url is not None:
@@ -68,7 +81,7 @@ class Sample:
         """Inverse of `to_json` for data we wrote ourselves (validation lives in ingest)."""
         if isinstance(value, str):
             return cls(value)
-        return cls(value["text"], value.get("uid"), value.get("url"))
+        return cls(value["text"], value.get("uid"), value.get("url"), value.get("clip_score"))
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,9 @@ class Cluster:
     furthest: tuple[Sample, ...]
     size: int | None = None
     dataset: str | None = None
+    # Pool evidence from the cluster file (README "Cluster evidence"): size, share, clip_l14_mean,
+    # clip_l14_q1/median/q3, and any other finite numbers. Not hashed: a dict is unhashable.
+    stats: Mapping[str, float] | None = field(default=None, hash=False)
 
     @property
     def samples(self) -> tuple[Sample, ...]:
@@ -95,17 +111,18 @@ class Cluster:
     def content_hash(self) -> str:
         """Identity of the content, so a re-import of the same data is recognised as such.
 
-        The dataset is left out: it is where the cluster lives, not what it holds.
+        The dataset is left out: it is where the cluster lives, not what it holds. `stats` joins
+        the payload only when present, so clusters without evidence keep the hash they had
+        before stats existed (their decisions stay theirs).
         """
-        payload = json.dumps(
-            {
-                "closest": [s.to_json() for s in self.closest],
-                "furthest": [s.to_json() for s in self.furthest],
-                "size": self.size,
-            },
-            ensure_ascii=False,
-            sort_keys=True,
-        )
+        content: dict[str, Any] = {
+            "closest": [s.to_json() for s in self.closest],
+            "furthest": [s.to_json() for s in self.furthest],
+            "size": self.size,
+        }
+        if self.stats is not None:
+            content["stats"] = dict(self.stats)
+        payload = json.dumps(content, ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -122,9 +139,12 @@ class ClusterRecord(NamedTuple):
     furthest: Sequence[str | Sample]
     size: int | None = None
     dataset: str | None = None
+    stats: Mapping[str, float] | None = None
 
     def to_cluster(self) -> Cluster:
-        return Cluster(self.id, _as_samples(self.closest), _as_samples(self.furthest), self.size, self.dataset)
+        return Cluster(
+            self.id, _as_samples(self.closest), _as_samples(self.furthest), self.size, self.dataset, self.stats
+        )
 
 
 def _as_samples(items: Sequence[str | Sample]) -> tuple[Sample, ...]:
@@ -149,6 +169,9 @@ class Proposal:
     created_at: str | None = None
     dataset: str | None = None  # None: the cluster's only dataset (see clusterqc.store.datasets)
     content_hash: str | None = None  # the content it answered; None: the cluster's current one
+    # The judge's probability for its own verdict (0.5-1), when it gives one: the learned judge
+    # does, and the "least certain first" queue sorts by it. Last, so positional callers keep working.
+    confidence: float | None = None
 
     @property
     def parsed(self) -> bool:

@@ -66,3 +66,76 @@ def check_outputs(
         for other_what, other in outs[i + 1 :]:
             if _same(out, other):
                 raise OutputError(f"{what} {out} and {other_what} {other} are the same file; choose two files")
+
+
+# --------------------------------------------------------------------------- temporary files
+
+PARTIAL_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def temp_prefix(target: str | os.PathLike[str]) -> str:
+    """The prefix of a hidden temporary file beside `target`, carrying this process's id.
+
+    The pid lets a later run tell a leftover of a killed run (its process is gone) from the
+    file of a run still writing (`clean_stale_partials` leaves those alone).
+    """
+    return f".{Path(target).name}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process has not written it yet: a killed run's, its pid reused
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def clean_stale_partials(target: str | os.PathLike[str], suffix: str) -> list[Path]:
+    """Remove temporary files of `target` (`.NAME.<pid>.*SUFFIX` and their SQLite side files)
+    left by runs that were killed; returns what was removed, for the caller to say so.
+
+    Why: a `kill -9` skips every `finally`, so each killed backup left a full-size hidden copy
+    plus its -wal/-shm; the next run of the same output is the one place that can notice.
+    A name without a pid (written by an older clusterqc) counts as stale.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    prefix = f".{target.name}."
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        base = next((name[: -len(s)] for s in PARTIAL_SIDE_FILES if name.endswith(suffix + s)), name)
+        if not (base.startswith(prefix) and base.endswith(suffix)) or not entry.is_file(follow_symlinks=False):
+            continue
+        middle = base[len(prefix) : -len(suffix)]
+        pid_text = middle.split(".", 1)[0]
+        if pid_text.isdigit() and _alive(int(pid_text)):
+            continue
+        path = folder / name
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return sorted(removed)
+
+
+def creation_mode() -> int:
+    """The mode a new file gets under the process's umask (0o666 & ~umask).
+
+    mkstemp creates files 0600 whatever the umask; outputs are shared files (a labels CSV, a
+    uid subset, a backup), so they get the mode any other program's new file would.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask

@@ -19,12 +19,35 @@ from typing import Any
 
 from clusterqc.model import Verdict
 
-# A verdict term. "not acceptable" and "unacceptable" are tried before "acceptable";
-# `\b` keeps "acceptable" from matching inside "unacceptable".
+# A verdict term. Negated spellings ("not acceptable", "Not-Acceptable", "non-acceptable",
+# "un-acceptable", "in-acceptable", "not high value") are tried before "acceptable"; `\b`
+# keeps "acceptable" from matching inside "unacceptable".
+_POSITIVE = r"(?:acceptable|high[\s-]*value)"
 _TERM = re.compile(
-    r"\b(?P<term>not\s+acceptable|unacceptable|acceptable|high[\s-]*value|low[\s-]*value)\b",
+    r"\b(?P<term>(?:not[\s-]+|non[\s-]*|un[\s-]+|in-)" + _POSITIVE
+    + r"|unacceptable|inacceptable|acceptable|high[\s-]*value|low[\s-]*value)\b",
     re.IGNORECASE,
 )
+# Words that make a verdict term uncertain or turn it around when they come before it in the
+# same clause: "not really acceptable", "hardly acceptable", "I would not classify this as
+# Acceptable", "not unacceptable", "probably acceptable". Such a term gives no verdict.
+_QUALIFIERS = (
+    r"not|no|never|neither|nor|hardly|scarcely|barely|cannot|without|"
+    r"somewhat|mostly|largely|partly|partially|maybe|perhaps|possibly|probably|likely|arguably|"
+    r"borderline|marginally|weakly|slightly|almost|nearly|kind\s+of|sort\s+of|semi|seems?|seemingly|"
+    r"might|may|could|questionably|potentially|conditionally|tentatively|leaning|lean|unsure|unclear|"
+    r"uncertain|hesitant|hesitate|doubt(?:ful)?|debatabl[ey]|if"
+)
+_QUALIFIER = re.compile(rf"\b(?:{_QUALIFIERS})\b|n[\'\u2019]t\b", re.IGNORECASE)
+# ... and what qualifies a term right after it: "Acceptable?", "Acceptable-ish",
+# "Acceptable (borderline)", "Acceptable, but barely", "Acceptable or not".
+_AFTER = re.compile(
+    r"(?:\s*\?|-?ish\b|\s*[(\[]\s*(?:not\s+(?:really|sure|certain|quite)|" + _QUALIFIERS.replace("not|no|", "really|")
+    + r")\b|\s*,?\s*(?:but\s+)?(?:just\s+)?(?:barely|hardly|at\s+best|or\s+not|i\s+think|i\s+guess|maybe|perhaps|probably)\b)",
+    re.IGNORECASE,
+)
+_CLAUSE_END = re.compile(r"[.;:!?\n]")
+_LOOK_BACK = 80  # characters before a term searched for a qualifier (within its clause)
 _LABEL_WORDS = r"classification|verdict|final\s+classification|final\s+verdict|final\s+answer|label|decision"
 _LABEL = re.compile(rf"^(?P<label>{_LABEL_WORDS})\s*(?:[:=\-\u2013\u2014]\s*|$)(?P<value>.*)$", re.IGNORECASE)
 _REASON = re.compile(
@@ -60,14 +83,26 @@ class ParseResult:
 
 def term_verdict(term: str) -> Verdict:
     """One matched verdict term to its verdict (old High/Low Value vocabulary included)."""
-    words = " ".join(term.lower().replace("-", " ").split())
-    if words in ("unacceptable", "not acceptable", "low value", "lowvalue"):
+    words = re.sub(r"[\s-]+", "", term.lower())
+    if words.startswith(("un", "not", "non", "in", "low")):
         return Verdict.UNACCEPTABLE
     return Verdict.ACCEPTABLE
 
 
 def _verdicts_in(text: str) -> set[Verdict]:
     return {term_verdict(m["term"]) for m in _TERM.finditer(text)}
+
+
+def _clause_before(text: str, start: int) -> str:
+    """The part of the clause before position `start` (at most _LOOK_BACK characters)."""
+    window = text[max(0, start - _LOOK_BACK) : start]
+    ends = list(_CLAUSE_END.finditer(window))
+    return window[ends[-1].end() :] if ends else window
+
+
+def _qualified(text: str, start: int, end: int) -> bool:
+    """True when the term at text[start:end] is negated or hedged by the words around it."""
+    return bool(_QUALIFIER.search(_clause_before(text, start)) or _AFTER.match(text, end))
 
 
 def _plain(line: str) -> str:
@@ -110,10 +145,13 @@ def strip_thinking(text: str) -> str:
 
 def _value_verdict(value: str) -> tuple[Verdict | None, str | None]:
     """The verdict on a classification line's value, or why there is none."""
-    found = _verdicts_in(value)
+    terms = list(_TERM.finditer(value))
+    found = {term_verdict(m["term"]) for m in terms}
+    shown = value.strip(_PUNCT) or "(empty)"
+    if any(_qualified(value, m.start(), m.end()) for m in terms):
+        return None, f"hedged or negated classification {shown!r}: not clearly Acceptable or Unacceptable"
     if len(found) == 1:
         return found.pop(), None
-    shown = value.strip(_PUNCT) or "(empty)"
     if found:
         return None, f"ambiguous classification {shown!r}: names both Acceptable and Unacceptable"
     return None, f"unrecognised classification {shown!r} (expected Acceptable or Unacceptable)"
@@ -229,17 +267,29 @@ def _decide(found: list[_Found]) -> tuple[Verdict | None, str | None]:
     return None, found[-1].error
 
 
+def _qualified_statement(body: str, match: re.Match[str]) -> bool:
+    """A statement like "I would not classify this as Acceptable": qualified before the verb,
+    between the verb and the term, or right after the term."""
+    inside = body[match.start() : match.start("term")]
+    return bool(_QUALIFIER.search(_clause_before(body, match.start())) or _QUALIFIER.search(inside)
+                or _AFTER.match(body, match.end()))
+
+
 def _fallback(body: str) -> tuple[Verdict | None, str]:
     """No classification line: accept only an answer that is a bare verdict or states one outright."""
     bare = " ".join(_plain(line) for line in body.splitlines() if line.strip()).strip(_PUNCT)
     if _TERM.fullmatch(bare):
         return term_verdict(bare), ""
-    stated = {term_verdict(m["term"]) for m in _STATED.finditer(body)}
-    if len(stated) == 1:
+    statements = list(_STATED.finditer(body))
+    plain = [m for m in statements if not _qualified_statement(body, m)]
+    stated = {term_verdict(m["term"]) for m in plain}
+    if len(stated) == 1 and len(plain) == len(statements):
         return stated.pop(), ""
     mentioned = _verdicts_in(body)
     if len(stated) > 1 or len(mentioned) > 1:
         return None, "ambiguous: names both Acceptable and Unacceptable without a Classification line"
+    if statements:
+        return None, "hedged or negated statement of a verdict, and no Classification line"
     if mentioned:
         return None, "no Classification line (the text mentions a verdict only in passing)"
     return None, "no verdict found (expected a line 'Classification: Acceptable' or 'Classification: Unacceptable')"

@@ -10,18 +10,30 @@ Design, and why:
   cancelling is prompt and memory stays flat. The first request goes alone: if the key is
   wrong, exactly one request is spent, not `concurrency` of them.
 - A fatal JudgeError (401/403/404) stops the batch; a cluster-level one is logged with
-  `store.add_failure` and the batch goes on; too many transient ones in a row (endpoint down)
-  stop it too. Whatever the reason for stopping, answers already in flight are still stored.
+  `store.add_failure` and the batch goes on; too many transient ones in a row (endpoint down),
+  or a few 200s in a row that are no chat completion (a proxy's page), stop it too. When the
+  run stops for such a reason, answers already in flight are still stored.
+- Clusters that failed transiently (429/5xx/timeouts after the client's retries) are asked
+  once more at the end of the same run, after a pause, unless the run was stopped: a short
+  storm at the start leaves no holes, and a dead endpoint is not hammered twice.
+- Stop (the app) or Ctrl-C: no new requests; those in flight get DRAIN_GRACE seconds to
+  finish and be stored, then the judge's `abort()` ends them (a second Ctrl-C at once), so a
+  stop returns within seconds even from a server that drips its answer a byte at a time.
+- The caller's progress callback is also called every HEARTBEAT seconds while nothing
+  arrives, so a CLI can show it is alive while the first request is still out.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from clusterqc.judges.base import Judge, JudgeError
 from clusterqc.model import Cluster, Proposal
@@ -31,6 +43,11 @@ from clusterqc.store import Store
 
 DEFAULT_CONCURRENCY = 8
 LOAD_CHUNK = 256
+HEARTBEAT = 1.0  # seconds between progress calls while nothing arrives
+DRAIN_GRACE = 2.0  # seconds requests in flight get to finish after Stop / Ctrl-C
+ABORT_WAIT = 2.0  # seconds to wait for aborted requests to return before leaving them behind
+MAX_BAD_ANSWERS = 3  # 200s in a row that are no chat completion: not an OpenAI-compatible server
+END_RETRY_PAUSE = 2.0  # seconds before the end-of-run round for transient failures
 JUDGES = ("offline", "llm")
 
 
@@ -44,6 +61,7 @@ class Progress:
     unparsed: int = 0
     failed: int = 0
     already: int = 0  # answered meanwhile by another process: not stored twice
+    retrying: int = 0  # transient failures being asked once more at the end of the run
     prompt_tokens: int = 0
     completion_tokens: int = 0
     last_cluster: str | None = None
@@ -69,6 +87,24 @@ class BatchResult:
 
 
 ProgressCallback = Callable[[Progress], object]
+
+# Judges of runs in progress. When the process exits (the app's server on SIGTERM, a script
+# that returns) their requests are aborted *before* Python joins the worker threads, so a
+# server dripping its answer cannot hold the exit. `threading._register_atexit` is CPython's
+# hook for exactly this (concurrent.futures uses it); where it is missing, exit waits as before.
+_RUNNING: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _abort_running() -> None:
+    for judge in list(_RUNNING):
+        abort = getattr(judge, "abort", None)
+        if abort is not None:
+            abort()
+
+
+_at_exit = getattr(threading, "_register_atexit", None)
+if _at_exit is not None:
+    _at_exit(_abort_running)
 
 
 def make_judge(kind: str, config: EndpointConfig | None = None, template: PromptTemplate | None = None) -> Judge:
@@ -125,9 +161,12 @@ class _Run:
         self.callback = progress
         self.max_transient = max_transient
         self.transient_in_row = 0
+        self.bad_in_row = 0
         self.succeeded = False
         self.stopped: str | None = None
         self.errors: list[tuple[str, str]] = []
+        self.transient_failed: list[tuple[str, str]] = []  # this round's (dataset, id) worth asking once more
+        self.second_round = False
 
     def settle(self, future: Future[Proposal], key: tuple[str, str]) -> None:
         """Commit one finished request: a proposal, a logged failure, or a reason to stop."""
@@ -135,11 +174,17 @@ class _Run:
         try:
             proposal = future.result()
         except JudgeError as exc:
+            if exc.cancelled:
+                return  # stopped on purpose: nothing wrong with this cluster, nothing to record
             self._failed(cluster_id, exc, dataset)
         else:
             self._store(replace(proposal, dataset=dataset), cluster_id)
-        self.state.done += 1
+        if not self.second_round:
+            self.state.done += 1
         self.state.last_cluster = cluster_id
+        self.tick()
+
+    def tick(self) -> None:
         if self.callback is not None:
             self.callback(self.state)
 
@@ -155,8 +200,12 @@ class _Run:
             self.state.unparsed += proposal.verdict is None
             self.state.prompt_tokens += proposal.prompt_tokens or 0
             self.state.completion_tokens += proposal.completion_tokens or 0
+        if self.second_round:  # asked again and answered: no longer a failure of this run
+            self.state.failed -= 1
+            self.state.retrying -= 1
+            self.errors = [(c, e) for c, e in self.errors if c != cluster_id]
         self.succeeded = True
-        self.transient_in_row = 0
+        self.transient_in_row = self.bad_in_row = 0
 
     def _failed(self, cluster_id: str, exc: JudgeError, dataset: str) -> None:
         message = str(exc)
@@ -164,15 +213,40 @@ class _Run:
         if exc.fatal:
             self.stopped = self.stopped or message
             return
-        self.store.add_failure(cluster_id, self.judge.name, self.judge.prompt_version, message, dataset=dataset)
-        self.state.failed += 1
-        self.errors.append((cluster_id, message))
+        if not self.second_round:  # asked again and failed again: the first record stands
+            self.store.add_failure(cluster_id, self.judge.name, self.judge.prompt_version, message, dataset=dataset)
+        if self.second_round:
+            self.state.retrying -= 1
+            self.errors = [(c, message if c == cluster_id else e) for c, e in self.errors]
+        else:
+            self.state.failed += 1
+            self.errors.append((cluster_id, message))
+            if exc.transient:
+                self.transient_failed.append((dataset, cluster_id))
         self.transient_in_row = self.transient_in_row + 1 if exc.transient else 0
-        if self.transient_in_row >= self.max_transient and self.stopped is None:
+        self.bad_in_row = self.bad_in_row + 1 if exc.bad_answer else 0
+        if self.stopped is not None:
+            return
+        if self.bad_in_row >= MAX_BAD_ANSWERS:
+            self.stopped = (
+                f"{self.bad_in_row} answers in a row were not chat completions (last: {message}); "
+                "this does not look like an OpenAI-compatible endpoint. Check the base URL."
+            )
+        elif self.transient_in_row >= self.max_transient:
             self.stopped = (
                 f"{self.transient_in_row} requests in a row failed (last: {message}); "
                 "the endpoint looks unavailable. Run again later to finish."
             )
+
+    def second_round_ids(self, cancel: threading.Event) -> list[tuple[str, str]]:
+        """The clusters to ask once more at the end (once per run, never after a stop)."""
+        if self.second_round or self.stopped is not None or cancel.is_set() or not self.transient_failed:
+            return []
+        self.second_round = True
+        ids, self.transient_failed = self.transient_failed, []
+        self.state.retrying = len(ids)
+        self.transient_in_row = self.bad_in_row = 0
+        return ids
 
 
 def run_batch(
@@ -186,14 +260,15 @@ def run_batch(
     cancel: threading.Event | None = None,
     max_transient_failures: int | None = None,
     dataset: str | None = None,
+    grace: float = DRAIN_GRACE,
 ) -> BatchResult:
     """Propose for every cluster that has no proposal yet from this judge and prompt version.
 
     Every dataset's clusters, or `dataset`'s (`ids` are of one dataset: the only one, or it).
 
     `store` is used only from the calling thread. `cancel` stops new requests; those in flight
-    still finish and are stored. Exceptions from `progress` (e.g. Ctrl-C, a Streamlit rerun)
-    propagate, after the requests in flight have been stored.
+    get `grace` seconds to finish and be stored, then are aborted. Exceptions from `progress`
+    (e.g. a Streamlit rerun) and Ctrl-C propagate, after the same drain.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency {concurrency}: must be at least 1")
@@ -205,22 +280,42 @@ def run_batch(
     cancel = cancel or threading.Event()
     todo = _clusters(store, pending)
     inflight: dict[Future[Proposal], tuple[str, str]] = {}
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="clusterqc-judge") as pool:
-        try:
-            while True:
-                window = concurrency if run.succeeded else 1
-                while len(inflight) < window and run.stopped is None and not cancel.is_set():
-                    cluster = next(todo, None)
-                    if cluster is None:
-                        break
-                    inflight[pool.submit(judge.judge, cluster)] = (cluster.dataset, cluster.id)
-                if not inflight:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="clusterqc-judge")
+    abandoned = False
+    try:
+        _RUNNING.add(judge)
+    except TypeError:  # a judge that cannot be weakly referenced: nothing to abort at exit
+        pass
+    try:
+        while True:
+            window = concurrency if run.succeeded else 1
+            while len(inflight) < window and run.stopped is None and not cancel.is_set():
+                cluster = next(todo, None)
+                if cluster is None:
                     break
-                finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    run.settle(future, inflight.pop(future))
-        finally:
-            _drain(run, inflight)
+                inflight[pool.submit(judge.judge, cluster)] = (cluster.dataset, cluster.id)
+            if cancel.is_set():
+                break  # Stop: what is in flight gets the drain's grace, then is aborted
+            if not inflight:
+                again = run.second_round_ids(cancel)
+                if not again:
+                    break
+                run.tick()
+                cancel.wait(END_RETRY_PAUSE)  # a short storm is usually over by now
+                todo = _clusters(store, again)
+                continue
+            finished, _ = wait(inflight, timeout=HEARTBEAT, return_when=FIRST_COMPLETED)
+            if not finished:
+                run.tick()  # nothing new, but the caller may show that the run is alive
+            for future in finished:
+                run.settle(future, inflight.pop(future))
+    except BaseException:
+        cancel.set()  # Ctrl-C or the caller leaving: stop as fast as a stop from outside
+        raise
+    finally:
+        abandoned = _drain(run, inflight, judge, cancel, grace)
+        pool.shutdown(wait=not abandoned, cancel_futures=True)
+        _RUNNING.discard(judge)
     return BatchResult(
         judge=judge.name,
         prompt_version=judge.prompt_version,
@@ -232,13 +327,43 @@ def run_batch(
     )
 
 
-def _drain(run: _Run, inflight: dict[Future[Proposal], tuple[str, str]]) -> None:
-    """Store what is still in flight when a run ends early: those requests are already paid for."""
+def _settle_within(run: _Run, inflight: dict[Future[Proposal], tuple[str, str]], seconds: float | None) -> None:
+    """Store whatever finishes within `seconds` (None: wait for all of them)."""
+    end = None if seconds is None else time.monotonic() + seconds
+    while inflight:
+        left = HEARTBEAT if end is None else min(HEARTBEAT, end - time.monotonic())
+        if left <= 0:
+            return
+        finished, _ = wait(inflight, timeout=left, return_when=FIRST_COMPLETED)
+        for future in finished:
+            run.settle(future, inflight.pop(future))
+
+
+def _drain(run: _Run, inflight: dict[Future[Proposal], tuple[str, str]], judge: Judge, cancel: threading.Event,
+           grace: float) -> bool:
+    """Store what is still in flight when a run ends: those requests are already paid for.
+
+    After a stop from outside (Stop, Ctrl-C) they get `grace` seconds, then the judge aborts
+    them; a second Ctrl-C aborts at once. Returns True when some never came back (left behind
+    on their threads; they end on their own and store nothing).
+    """
     run.callback = None  # the caller is leaving (cancel, Ctrl-C, rerun): no more progress calls
-    for future, key in list(inflight.items()):
-        if not future.cancel():
-            run.settle(future, key)
+    for future in [f for f in inflight if f.cancel()]:
         inflight.pop(future)
+    interrupted = False
+    try:
+        _settle_within(run, inflight, grace if cancel.is_set() else None)
+    except KeyboardInterrupt:
+        cancel.set()
+        interrupted = True
+    if inflight:
+        abort = getattr(judge, "abort", None)
+        if abort is not None:
+            abort()
+        _settle_within(run, inflight, ABORT_WAIT)
+    if interrupted and sys.exc_info()[0] is None:
+        raise KeyboardInterrupt
+    return bool(inflight)
 
 
 # --------------------------------------------------------------------------- background runs
@@ -290,8 +415,8 @@ class BatchJob:
                 self.progress = self.result.progress
         except Exception as exc:  # noqa: BLE001 - shown on the page as one line, never lost silently
             line = str(exc).splitlines()[0] if str(exc) else "no details"
-            key = getattr(getattr(self.judge, "config", None), "api_key", None)
-            self.error = redact(f"{type(exc).__name__}: {line}", key)
+            secrets = getattr(getattr(self.judge, "config", None), "secrets", ())
+            self.error = redact(f"{type(exc).__name__}: {line}", *secrets)
         finally:
             close = getattr(self.judge, "close", None)
             if close is not None:

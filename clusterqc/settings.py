@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 ENV_KEY = "OPENAI_API_KEY"
 ENV_BASE_URL = "OPENAI_BASE_URL"
@@ -21,11 +21,16 @@ ENV_MODEL = "CLUSTERQC_MODEL"
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 4
+# A cap on each answer, so a model that never stops (or a server that pads) cannot run up a
+# bill or a database: the seed's answers are ~120 tokens; reasoning models think within this.
+DEFAULT_MAX_TOKENS = 2048
 # Local servers (vLLM, Ollama, llama.cpp) ignore the key, but the openai client insists on one.
 PLACEHOLDER_KEY = "not-needed"
 SECRETS_SECTION = "openai"  # [openai] api_key / base_url / model in .streamlit/secrets.toml
 
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
+# user:password@ in any URL of a message (an exception may quote the URL it was given).
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.\-]*://)[^/\s@]+@", re.IGNORECASE)
 
 
 class SettingsError(ValueError):
@@ -37,11 +42,11 @@ class EndpointConfig:
     """Everything the LLM judge needs to reach one OpenAI-compatible endpoint."""
 
     model: str = DEFAULT_MODEL
-    base_url: str | None = None  # None: the openai client's default (api.openai.com)
+    base_url: str | None = field(default=None, repr=False)  # None: api.openai.com; may hold user:password@
     api_key: str | None = field(default=None, repr=False)
     key_source: str | None = None  # where the key came from, to show instead of the key
     temperature: float = 0.0
-    max_tokens: int | None = None
+    max_tokens: int | None = DEFAULT_MAX_TOKENS  # None: no cap
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     rpm: float | None = None
@@ -60,9 +65,26 @@ class EndpointConfig:
         """The key to hand the client: a placeholder for keyless local servers."""
         return self.api_key or PLACEHOLDER_KEY
 
+    @property
+    def shown_url(self) -> str:
+        """The endpoint as shown and stored anywhere: any user:password@ in it masked."""
+        return scrub_url(self.base_url or "https://api.openai.com/v1")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Everything `redact` must mask: the key and the base URL's userinfo (whole and password)."""
+        found = [self.api_key] if self.api_key else []
+        if self.base_url:
+            parts = urlsplit(self.base_url)
+            if parts.password:
+                found += [f"{parts.username}:{parts.password}", parts.password, unquote(parts.password)]
+            elif parts.username:
+                found.append(parts.username)  # a bare user@ is usually a token
+        return tuple(found)
+
     def describe(self) -> str:
         """One line for humans, without the key: model, endpoint and where the key came from."""
-        where = self.base_url or "https://api.openai.com/v1"
+        where = self.shown_url
         key = f"key from {self.key_source}" if self.api_key else "no API key"
         return f"{self.model} at {where} ({key})"
 
@@ -75,7 +97,7 @@ def check_endpoint(cfg: EndpointConfig) -> None:
         parts = urlsplit(cfg.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SettingsError(
-                f"base URL {cfg.base_url!r}: expected http(s)://host[:port]/v1 (e.g. http://localhost:11434/v1)"
+                f"base URL {scrub_url(cfg.base_url)!r}: expected http(s)://host[:port]/v1 (e.g. http://localhost:11434/v1)"
             )
     if not 0 <= cfg.temperature <= 2:
         raise SettingsError(f"temperature {cfg.temperature}: must be between 0 and 2")
@@ -128,6 +150,8 @@ def resolve_endpoint(
     chosen_url = base_url or env.get(ENV_BASE_URL) or _secret(secrets, ENV_BASE_URL, "base_url")
     chosen_model = model or env.get(ENV_MODEL) or _secret(secrets, ENV_MODEL, "model") or DEFAULT_MODEL
     clean = {k: v for k, v in options.items() if v is not None}
+    if clean.get("max_tokens") == 0:  # 0 on the command line or the page: no cap at all
+        clean["max_tokens"] = None
     return EndpointConfig(
         model=chosen_model.strip(),
         base_url=chosen_url.strip().rstrip("/") if chosen_url else None,
@@ -137,9 +161,14 @@ def resolve_endpoint(
     )
 
 
+def scrub_url(url: str) -> str:
+    """`url` with its userinfo (http://user:password@host) masked: http://***@host."""
+    return _URL_USERINFO.sub(r"\g<scheme>***@", url)
+
+
 def redact(text: str, *secrets: str | None) -> str:
-    """`text` with the given secrets, and anything that looks like an OpenAI key, masked."""
-    for secret in secrets:
-        if secret and len(secret) >= 4 and secret != PLACEHOLDER_KEY:
+    """`text` with the given secrets, URL passwords and anything that looks like an OpenAI key masked."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):  # "user:pw" before "pw"
+        if len(secret) >= 4 and secret != PLACEHOLDER_KEY:
             text = text.replace(secret, "***")
-    return _KEY_LIKE.sub("sk-***", text)
+    return _KEY_LIKE.sub("sk-***", _URL_USERINFO.sub(r"\g<scheme>***@", text))

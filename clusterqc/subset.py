@@ -15,6 +15,14 @@ DataComp-small pool has 12.8M of them, so here:
   number, and nothing is written: the output appears by rename only when complete.
 Clusters are matched by a `cluster_id` column (ids as in the store), or by the original
 pipeline's integer `cluster_label` n, which names the cluster `Cluster_<n>`.
+
+A CLIP-score cut (`ScoreCut`: at least X, or the pool's top F) combines verdicts with the
+measure DataComp's own baseline filters by (`clip_l14_similarity_score` of the DataComp-layout
+assignments). It stays one streamed pass: each chunk is reduced by plain functions
+(`select_chunk`, then `apply_cut` once the cut is known), so any engine (the local loop here,
+Ray tasks) can run the same steps. The top-F cut is the score at rank ceil(F x pool size) in
+descending order over the whole file, found with `np.partition` (linear, no full sort); ties
+at the cut are kept.
 """
 
 from __future__ import annotations
@@ -22,14 +30,17 @@ from __future__ import annotations
 import binascii
 import io
 import csv
+import math
 import os
 import re
 import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +58,9 @@ CSV_BLOCK_BYTES = 32 << 20
 PARQUET_BATCH_ROWS = 1 << 20
 CLUSTER_NAME = re.compile(r"Cluster_(\d+)")
 INT_TEXT = r"^[+-]?\d+$"
+PARQUET_SUFFIXES = (".parquet", ".pq")
+SCORE_COLUMN = "clip_l14_similarity_score"  # DataComp's CLIP L/14 image-text cosine, in [-1, 1]
+BASELINE_TOP = 0.3  # DataComp's CLIP-score baseline keeps the pool's top 30% by this score
 
 _NIBBLE = np.full(256, 255, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
@@ -70,10 +84,46 @@ class SubsetResult:
     kept_samples: int
     total_samples: int
     uids: np.ndarray  # the sorted subset, dtype UID_DTYPE
+    cut: "ScoreCut | None" = None
+    cut_value: float | None = None  # the score a sample needs (the cut's X, or the top-F score)
+    cut_alone_samples: int | None = None  # pool samples with a score >= cut_value, any cluster
+    kept_cluster_ids: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def kept_fraction(self) -> float:
         return self.kept_samples / self.total_samples if self.total_samples else 0.0
+
+    @property
+    def cut_alone_fraction(self) -> float | None:
+        if self.cut_alone_samples is None:
+            return None
+        return self.cut_alone_samples / self.total_samples if self.total_samples else 0.0
+
+
+@dataclass(frozen=True)
+class ScoreCut:
+    """A CLIP-score filter on the samples of kept clusters: `clip_min` X or `top_fraction` F.
+
+    X keeps scores >= X. F keeps scores >= the score of the sample at rank ceil(F x pool size)
+    (descending, over the whole assignments file), so ties at that score are all kept.
+    """
+
+    clip_min: float | None = None
+    top_fraction: float | None = None
+    column: str = SCORE_COLUMN
+
+    def __post_init__(self) -> None:
+        if (self.clip_min is None) == (self.top_fraction is None):
+            raise SubsetError("give one score cut: --clip-min X or --clip-top F")
+        if self.clip_min is not None and not math.isfinite(self.clip_min):
+            raise SubsetError(f"--clip-min must be a finite number, got {self.clip_min}")
+        if self.top_fraction is not None and not (0 < self.top_fraction <= 1):
+            raise SubsetError(f"--clip-top must be a fraction in (0, 1], got {self.top_fraction}")
+
+    def describe(self) -> str:
+        if self.clip_min is not None:
+            return f"{self.column} >= {self.clip_min:g}"
+        return f"top {self.top_fraction:.4g} of the pool by {self.column}"
 
 
 # --------------------------------------------------------------------------- uid decoding
@@ -231,43 +281,194 @@ def _choose_columns(path: Path, names: list[str]) -> _Columns:
 
 
 def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return next(csv.reader(fh), [])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return next(csv.reader(fh), [])
+    except UnicodeDecodeError as exc:
+        raise SubsetError(f"{path}: row 1: not UTF-8 text (byte {exc.start}); is it a CSV file?") from None
+    except csv.Error as exc:
+        raise SubsetError(f"{path}: row 1: malformed CSV header: {exc}") from None
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    """Open a Parquet file, or say in one line why it is not one (binary, truncated)."""
+    if not _is_parquet(path):
+        raise SubsetError(f"{path}: not a Parquet file (it does not start with PAR1) and not a CSV file")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SubsetError(f"{path}: not a readable Parquet file (truncated or damaged: {_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _csv_problem(path: Path, width: int) -> str:
+    """Where a CSV that pyarrow refused goes wrong, found by Python's csv reader (error path only).
+
+    pyarrow says "Expected 2 columns, got 3" without a row; this walks the file once more,
+    numbering rows like import does (the header is row 1), to name the first ragged row.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, strict=True)
+            next(reader, None)
+            for n, row in enumerate(reader, start=2):
+                if row and len(row) != width:
+                    return f"row {n} (line {reader.line_num}): has {len(row)} cells, the header has {width}"
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text at byte {exc.start}"
+    except csv.Error as exc:
+        return f"line {reader.line_num}: malformed CSV: {exc}"
+    return ""
+
+
+class _QuoteCounter(io.RawIOBase):
+    """The CSV file as pyarrow reads it, counting double quotes in every block on the way.
+
+    Why: pyarrow reads a quoted field that is never closed to the end of the file, silently
+    swallowing every later row into one value. In RFC 4180 CSV quotes come in pairs ("" inside
+    a quoted field is two), so an odd count at the end means an unterminated quote. Counting
+    the blocks pyarrow reads anyway costs no second read of the file (bench/bench_quote_scan.py).
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._fh = open(path, "rb")  # noqa: SIM115 - held for pyarrow, closed by close()
+        self.quotes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self.quotes += data.count(b'"')
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One streamed batch of the assignments file: the unit every per-chunk step works on."""
+
+    first_row: int  # row number of the batch's first row, numbered as `iter_assignments` says
+    uids: pa.Array
+    keys: pa.Array  # cluster keys as read (see `_cluster_keys`)
+    key_column: str  # "cluster_id" or "cluster_label"
+    scores: pa.Array | None = None  # the score column, when one was asked for
 
 
 def iter_assignments(
     path: str | os.PathLike[str], block_bytes: int = CSV_BLOCK_BYTES, batch_rows: int = PARQUET_BATCH_ROWS
 ) -> Iterator[tuple[int, pa.Array, pa.Array, str]]:
-    """(first 1-based row, uid array, cluster key array, key column name) per streamed batch.
+    """(first row number, uid array, cluster key array, key column name) per streamed batch.
 
+    Rows are numbered like `clusterqc import` numbers them: in a CSV as a spreadsheet shows
+    them (the header is row 1, the first data row row 2); in Parquet from 1 (no header).
     A CSV batch is about `block_bytes` of the file; a Parquet batch is `batch_rows` rows.
+    """
+    for chunk in iter_chunks(path, None, block_bytes, batch_rows):
+        yield chunk.first_row, chunk.uids, chunk.keys, chunk.key_column
+
+
+def file_columns(path: str | os.PathLike[str]) -> list[str]:
+    """The column names of an assignments file (Parquet schema or CSV header)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SubsetError(f"{path}: no such file")
+    if _is_parquet(path) or path.suffix.lower() in PARQUET_SUFFIXES:
+        return list(_parquet_file(path).schema_arrow.names)
+    return _csv_header(path)
+
+
+def require_score_column(path: str | os.PathLike[str], column: str = SCORE_COLUMN) -> None:
+    """One line naming the file and the column when a cut is asked of a file without scores."""
+    names = file_columns(path)
+    if column not in names:
+        raise SubsetError(
+            f"{path}: no {column!r} column, which a CLIP-score cut needs (columns: {', '.join(names) or 'none'})"
+        )
+
+
+def iter_chunks(
+    path: str | os.PathLike[str],
+    score_column: str | None = None,
+    block_bytes: int = CSV_BLOCK_BYTES,
+    batch_rows: int = PARQUET_BATCH_ROWS,
+    need_uids: bool = True,
+) -> Iterator[Chunk]:
+    """The assignments file as `Chunk`s, reading only the columns asked for.
+
+    `score_column` adds the scores (SubsetError naming file and column when it is missing);
+    `need_uids=False` skips the uid column (a pool profile needs only keys and scores).
     """
     path = Path(path)
     if not path.is_file():
         raise SubsetError(f"{path}: no such file")
-    if _is_parquet(path):
-        pf = pq.ParquetFile(path)
-        cols = _choose_columns(path, pf.schema_arrow.names)
-        batches = pf.iter_batches(batch_size=batch_rows, columns=[cols.uid, cols.key])
-    else:
-        cols = _choose_columns(path, _csv_header(path))
-        batches = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=block_bytes),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=[cols.uid, cols.key],
-                column_types={cols.uid: pa.string(), cols.key: pa.string()},
-                strings_can_be_null=False,
-            ),
-        )
-    row = 1
+    if score_column is not None:
+        require_score_column(path, score_column)
+    parquet = _is_parquet(path) or path.suffix.lower() in PARQUET_SUFFIXES
+    row = 1 if parquet else 2
+    header: list[str] = []
+    counter: _QuoteCounter | None = None
     try:
+        if parquet:
+            pf = _parquet_file(path)
+            cols = _choose_columns(path, pf.schema_arrow.names)
+            wanted = _wanted(cols, need_uids, score_column)
+            batches = pf.iter_batches(batch_size=batch_rows, columns=wanted)
+        else:
+            header = _csv_header(path)
+            cols = _choose_columns(path, header)
+            wanted = _wanted(cols, need_uids, score_column)
+            types: dict[str, pa.DataType] = {cols.uid: pa.string(), cols.key: pa.string()}
+            if score_column:
+                types[score_column] = pa.float64()
+            counter = _QuoteCounter(path)
+            batches = pacsv.open_csv(
+                counter,
+                read_options=pacsv.ReadOptions(block_size=block_bytes),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=wanted,
+                    column_types={c: types[c] for c in wanted},
+                    strings_can_be_null=False,
+                ),
+            )
         for batch in batches:
-            yield row, batch.column(cols.uid), batch.column(cols.key), cols.key
+            yield Chunk(
+                row,
+                batch.column(cols.uid) if need_uids else pa.array([], pa.string()),
+                batch.column(cols.key),
+                cols.key,
+                batch.column(score_column) if score_column else None,
+            )
             row += batch.num_rows
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SubsetError(f"{path}: after row {row - 1}: {exc}") from exc
+    except (pa.ArrowException, OSError) as exc:
+        where = "" if parquet else _csv_problem(path, len(header))
+        raise SubsetError(f"{path}: {where or f'after row {row - 1}: {_first_line(exc)}'}") from None
+    finally:
+        if counter is not None:
+            counter.close()
+    if counter is not None and counter.quotes % 2:
+        raise SubsetError(
+            f"{path}: row {row - 1}: a quoted field is never closed (it runs to the end of the file); fix the quotes"
+        )
+
+
+def _wanted(cols: _Columns, need_uids: bool, score_column: str | None) -> list[str]:
+    """The columns a pass reads: uid (unless not needed), the cluster key, the score (if cut)."""
+    return ([cols.uid] if need_uids else []) + [cols.key] + ([score_column] if score_column else [])
 
 
 def _cluster_keys(keys: pa.Array, column: str, first_row: int) -> pa.Array:
@@ -328,6 +529,75 @@ def cluster_verdicts(store: Store, include_unreviewed: bool, dataset: str | None
     return dict(zip(df["cluster_id"].tolist(), df["label"].tolist()))
 
 
+@dataclass
+class ChunkPart:
+    """What one chunk contributes to a subset: the pieces an engine gathers from its tasks."""
+
+    keys: np.ndarray  # S16 uid keys of the samples of kept clusters, in file order
+    scores: np.ndarray | None  # their scores (float64), when a cut is asked for
+    pool_scores: np.ndarray | None  # every score of the chunk, for the pool's top-F cut
+    counts: dict[object, int]  # cluster key -> samples in this chunk
+
+
+def chunk_scores(scores: pa.Array, column: str, first_row: int) -> np.ndarray:
+    """A chunk's scores as float64; a missing or NaN score is refused with its row number.
+
+    A cut over a pool whose scores have holes would silently rank them somewhere; DataComp's
+    pools have a score for every sample, so a hole means a broken file.
+    """
+    if scores.null_count:
+        bad = int(np.flatnonzero(scores.is_null().to_numpy(zero_copy_only=False))[0])
+        raise SubsetError(f"row {first_row + bad}: the {column} is missing")
+    try:
+        values = scores.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SubsetError(f"rows {first_row}-{first_row + len(scores) - 1}: {column}: {exc}") from None
+    nan = np.isnan(values)
+    if nan.any():
+        raise SubsetError(f"row {first_row + int(np.flatnonzero(nan)[0])}: the {column} is NaN")
+    return values
+
+
+def select_chunk(chunk: Chunk, value_set: pa.Array, score_column: str | None = None) -> ChunkPart:
+    """Step 1 per chunk: the uids (and scores) of the kept clusters' samples, and cluster sizes."""
+    keys = _cluster_keys(chunk.keys, chunk.key_column, chunk.first_row)
+    uid_bytes = uid_keys(chunk.uids, chunk.first_row)
+    mask = pc.is_in(keys, value_set=value_set).to_numpy(zero_copy_only=False)
+    pool_scores = None
+    kept_scores = None
+    if score_column is not None and chunk.scores is not None:
+        pool_scores = chunk_scores(chunk.scores, score_column, chunk.first_row)
+        kept_scores = pool_scores[mask]
+    counts = pc.value_counts(keys)
+    return ChunkPart(
+        uid_bytes[mask], kept_scores, pool_scores,
+        dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())),
+    )
+
+
+def score_cut(pool_scores: np.ndarray, cut: ScoreCut) -> float:
+    """The score a sample needs: X itself, or the score at rank ceil(F x n) in descending order.
+
+    `np.partition` puts the (n - r)-th smallest (0-based) in place in linear time: that is the
+    r-th largest, the sample at rank r.
+    """
+    if cut.clip_min is not None:
+        return float(cut.clip_min)
+    n = len(pool_scores)
+    if n == 0:
+        return math.inf
+    assert cut.top_fraction is not None
+    # Exact decimal arithmetic: in floats 0.3 x 10 is 3.0000000000000004, whose ceil is 4.
+    rank = min(max(math.ceil(Fraction(repr(cut.top_fraction)) * n), 1), n)
+    index = n - rank
+    return float(np.partition(pool_scores, index)[index])
+
+
+def apply_cut(keys: np.ndarray, scores: np.ndarray, cut_value: float) -> np.ndarray:
+    """Step 2 per chunk: keep the samples whose score is at least the cut (ties kept)."""
+    return keys[scores >= cut_value]
+
+
 def build_subset(
     store: Store,
     assignments: str | os.PathLike[str],
@@ -335,11 +605,13 @@ def build_subset(
     include_unreviewed: bool = False,
     block_bytes: int = CSV_BLOCK_BYTES,
     batch_rows: int = PARQUET_BATCH_ROWS,
+    cut: ScoreCut | None = None,
     dataset: str | None = None,
 ) -> SubsetResult:
     """Stream the assignments, keep the uids of clusters labelled one of `keep`, sort them.
 
-    An assignments file belongs to one clustering: `dataset` (None: the only one; with several
+    With a `cut`, only those samples whose score passes it (see `ScoreCut`) are kept. An
+    assignments file belongs to one clustering: `dataset` (None: the only one; with several
     the DatasetError lists them).
     """
     keep = {Verdict(k).value for k in keep}
@@ -349,39 +621,56 @@ def build_subset(
     known = store.cluster_ids(dataset)
     names = _ClusterNames(known)
     sizes: Counter[object] = Counter()
-    kept_keys: list[np.ndarray] = []
+    parts: list[ChunkPart] = []
     column = "cluster_id"
     value_set: pa.Array | None = None
+    score_column = cut.column if cut is not None else None
     try:
-        for first_row, uids, raw_keys, column in iter_assignments(assignments, block_bytes, batch_rows):
-            keys = _cluster_keys(raw_keys, column, first_row)
-            uid_bytes = uid_keys(uids, first_row)
+        for chunk in iter_chunks(assignments, score_column, block_bytes, batch_rows):
+            column = chunk.key_column
             if value_set is None:
                 value_set = names.keys(kept_ids, column)
-            mask = pc.is_in(keys, value_set=value_set).to_numpy(zero_copy_only=False)
-            kept_keys.append(uid_bytes[mask])
-            counts = pc.value_counts(keys)
-            sizes.update(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
+            part = select_chunk(chunk, value_set, score_column)
+            sizes.update(part.counts)
+            part.counts = {}
+            parts.append(part)
     except SubsetError as exc:
         msg = str(exc)
         raise SubsetError(msg if msg.startswith(str(assignments)) else f"{assignments}: {msg}") from exc
+    cut_value = cut_alone = None
+    if cut is not None:
+        pool = np.concatenate([p.pool_scores for p in parts if p.pool_scores is not None] or [np.empty(0)])
+        for p in parts:
+            p.pool_scores = None
+        cut_value = score_cut(pool, cut)
+        cut_alone = int(np.count_nonzero(pool >= cut_value))
+        del pool
+        kept_keys = [apply_cut(p.keys, p.scores, cut_value) for p in parts if p.scores is not None]
+    else:
+        kept_keys = [p.keys for p in parts]
+    parts.clear()
     seen = [names.name(k, column) for k in sizes]
     known_set = set(known)
-    kept_clusters = sum(1 for c in seen if c in kept_ids)
+    kept_seen = tuple(c for c in seen if c in kept_ids)
     uids = sort_keys(kept_keys)
     return SubsetResult(
-        kept_clusters=kept_clusters,
-        dropped_clusters=len(seen) - kept_clusters,
+        kept_clusters=len(kept_seen),
+        dropped_clusters=len(seen) - len(kept_seen),
         unlabelled_clusters=sum(1 for c in seen if c not in verdicts),
         unknown_clusters=sum(1 for c in seen if c not in known_set),
         kept_samples=len(uids),
         total_samples=sum(sizes.values()),
         uids=uids,
+        cut=cut,
+        cut_value=cut_value,
+        cut_alone_samples=cut_alone,
+        kept_cluster_ids=kept_seen,
     )
 
 
 def build_subset_from_upload(
     store: Store, name: str, data: bytes, keep: Iterable[str], include_unreviewed: bool = False,
+    cut: ScoreCut | None = None,
     dataset: str | None = None,
 ) -> SubsetResult:
     """`build_subset` over uploaded bytes (the Export page); errors name the upload, not the copy.
@@ -394,7 +683,7 @@ def build_subset_from_upload(
         path = Path(tmp) / f"assignments{suffix}"
         path.write_bytes(data)
         try:
-            return build_subset(store, path, keep, include_unreviewed, dataset=dataset)
+            return build_subset(store, path, keep, include_unreviewed, cut=cut, dataset=dataset)
         except SubsetError as exc:
             raise SubsetError(str(exc).replace(str(path), name)) from exc
 

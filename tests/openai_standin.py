@@ -25,6 +25,14 @@ Scripting, in the order the server consults it for each request:
 A `Reply` can also delay the first byte (`latency`), send the headers and then stall before the
 body (`body_delay`), cut the body off mid-way and drop the connection (`cut_body`), set any
 status and headers (`Retry-After`), or send a raw body (`raw_body`) such as invalid JSON.
+Hostile modes, for what a broken or malicious endpoint does:
+- `drip`: send the body one byte at a time, this many seconds apart (never trips a per-read
+  timeout);
+- `raw_body` + `content_type`: an HTML login page or plain text with status 200;
+- `document`: any JSON document as the body (`{"error": ...}`, `choices: null`, `usage: "many"`);
+- `content_value`: any JSON value as the message's content (a list of parts, an int, a dict);
+- a `handler` can echo `request.api_key` into the answer text.
+Every GET is recorded too, so a test can tell whether a browser fetched an image from here.
 
 Run standalone (the benchmark does, so the server does not share the client's GIL)::
 
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import threading
 import time
@@ -59,8 +68,12 @@ class Reply:
     cut_body: bool = False  # announce the full length, send half, close the connection
     raw_body: bytes | None = None  # send these bytes as the body instead of a JSON document
     error_message: str | None = None  # message of the OpenAI-style error body for status >= 400
-    usage: dict[str, int] | None = None  # token usage to report; None: a chars/4 estimate
+    usage: dict[str, Any] | None = None  # token usage to report as is; None: a chars/4 estimate
     finish_reason: str = "stop"  # "length": the answer was cut off at max_tokens
+    drip: float = 0.0  # seconds between single bytes of the body (a server that trickles)
+    content_type: str = "application/json"
+    document: Any = None  # a JSON document sent as the body as is (for status 200 too)
+    content_value: Any = None  # a JSON value for message.content instead of the answer text
 
 
 @dataclass
@@ -119,6 +132,7 @@ class StandIn:
         self.max_in_flight = 0  # the most ever answered at once (to check a client's concurrency)
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer((host, port), _make_handler(self))
         self._server.daemon_threads = True
         self._server.request_queue_size = 256
@@ -143,8 +157,16 @@ class StandIn:
         return self
 
     def stop(self) -> None:
+        """Stop listening and drop every open connection, as a server that goes away does."""
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            open_now = list(self._connections)
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -213,7 +235,10 @@ def completion_body(
         "prompt_tokens": max(1, prompt_chars // 4),
         "completion_tokens": max(1, len(content) // 4),
     }
-    usage.setdefault("total_tokens", usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
+    usage = dict(usage)  # a Reply's own dict is shared by every request it answers
+    counts = (usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+    if "total_tokens" not in usage and all(isinstance(n, int) for n in counts):
+        usage["total_tokens"] = sum(counts)  # a hostile test's odd usage is sent exactly as given
     model = request.body.get("model", "standin") if isinstance(request.body, dict) else "standin"
     return {
         "id": f"chatcmpl-standin-{id(request)}",
@@ -248,6 +273,19 @@ def _make_handler(server: StandIn) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
             return
 
+        def setup(self) -> None:
+            super().setup()
+            with server._lock:
+                server._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with server._lock:
+                server._connections.discard(self.connection)
+            try:
+                super().finish()
+            except OSError:
+                pass
+
         def do_GET(self) -> None:  # noqa: N802 - http.server naming
             seen = self._read(None)
             if self.path.rstrip("/").endswith("/models"):
@@ -279,6 +317,12 @@ def _make_handler(server: StandIn) -> type[BaseHTTPRequestHandler]:
         def _payload(self, seen: SeenRequest, reply: Reply) -> bytes:
             if reply.raw_body is not None:
                 return reply.raw_body
+            if reply.document is not None:
+                return json.dumps(reply.document).encode()
+            if reply.content_value is not None:
+                doc = completion_body(seen, "", reply.usage, reply.finish_reason)
+                doc["choices"][0]["message"]["content"] = reply.content_value
+                return json.dumps(doc).encode()
             if reply.status >= 400:
                 return json.dumps(error_body(reply.status, reply.error_message)).encode()
             content = reply.content if reply.content is not None else server.answer(seen.prompt)
@@ -301,7 +345,7 @@ def _make_handler(server: StandIn) -> type[BaseHTTPRequestHandler]:
         def _send(self, seen: SeenRequest, reply: Reply, payload: bytes) -> None:
             try:
                 self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
@@ -316,6 +360,12 @@ def _make_handler(server: StandIn) -> type[BaseHTTPRequestHandler]:
                     self.wfile.flush()
                     self.close_connection = True
                     return
+                if reply.drip > 0:
+                    for i in range(len(payload) - 1):
+                        self.wfile.write(payload[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(reply.drip)
+                    payload = payload[-1:]
                 # Recorded before the last write: the client may read the reply and look at
                 # the record before this thread runs again. Undone below if it never arrives.
                 seen.status, seen.finished_at = reply.status, time.monotonic()

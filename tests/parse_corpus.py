@@ -277,3 +277,58 @@ CORPUS: list[Case] = [
         "Repeated watermark text.",
     ),
 ]
+
+# Negated and hedged verdicts (issue 11, item 3): either the verdict they certainly mean, or
+# unparsed; never the opposite. `_R` is the reason line most of these answers start with.
+_R = "Reason: Mixed captions.\n"
+NEGATIONS: list[Case] = [
+    # The shapes the adversarial test found.
+    Case("neg-not-hyphen", _R + "Classification: Not-Acceptable", U, "Mixed captions."),
+    Case("neg-non-hyphen", _R + "Classification: Non-acceptable", U, "Mixed captions."),
+    Case("neg-un-hyphen", _R + "Classification: Un-acceptable", U, "Mixed captions."),
+    Case("neg-in-hyphen", _R + "Classification: In-acceptable", U, "Mixed captions."),
+    Case("hedge-not-really", _R + "Classification: Not really acceptable", None, "Mixed captions.", "hedged"),
+    Case("hedge-hardly", _R + "Classification: Hardly acceptable", None, "Mixed captions.", "hedged"),
+    Case("neg-not-high-value", _R + "Classification: Not high value", U, "Mixed captions."),
+    Case("neg-would-not-classify", "I would not classify this as Acceptable.", None, None, "hedged or negated"),
+    Case("neg-double-not-unacceptable", _R + "Classification: not unacceptable", None, "Mixed captions.", "hedged"),
+    # Twenty-odd more shapes of the same kind.
+    Case("neg-nonacceptable-one-word", _R + "Classification: Nonacceptable", U, "Mixed captions."),
+    Case("neg-non-space", _R + "Classification: Non acceptable", U, "Mixed captions."),
+    Case("neg-inacceptable-one-word", _R + "Classification: Inacceptable", U, "Mixed captions."),
+    Case("neg-not-hyphen-high-value", _R + "Classification: not-high-value", U, "Mixed captions."),
+    Case("neg-definitely-not", _R + "Classification: Definitely not acceptable", U, "Mixed captions."),
+    Case("neg-not-acceptable-bold-caps", _R + "Classification: **NOT ACCEPTABLE**", U, "Mixed captions."),
+    Case("neg-bare-not-hyphen", "Not-Acceptable", U, ""),
+    Case("neg-json-non-acceptable", '{"classification": "Non-Acceptable", "reason": "dupes"}', U, "dupes"),
+    Case("neg-double-not-low-value", _R + "Classification: Not low value", None, "Mixed captions.", "hedged"),
+    Case("neg-never-acceptable", _R + "Classification: Never acceptable", None, "Mixed captions.", "hedged"),
+    Case("neg-isnt-acceptable", _R + "Classification: It isn't acceptable", None, "Mixed captions.", "hedged"),
+    Case("neg-cannot-call", _R + "Classification: I cannot call it acceptable", None, "Mixed captions.", "hedged"),
+    Case("neg-no-longer", _R + "Verdict: no longer acceptable", None, "Mixed captions.", "hedged"),
+    Case("hedge-not-quite", _R + "Classification: Not quite acceptable", None, "Mixed captions.", "hedged"),
+    Case("hedge-not-entirely-unacceptable", _R + "Classification: Not entirely unacceptable", None,
+         "Mixed captions.", "hedged"),
+    Case("hedge-barely", _R + "Classification: Barely acceptable", None, "Mixed captions.", "hedged"),
+    Case("hedge-probably", _R + "Classification: Probably Acceptable", None, "Mixed captions.", "hedged"),
+    Case("hedge-mostly-unacceptable", _R + "Classification: Mostly unacceptable", None, "Mixed captions.", "hedged"),
+    Case("hedge-borderline", _R + "Classification: Borderline acceptable", None, "Mixed captions.", "hedged"),
+    Case("hedge-kind-of", _R + "Classification: kind of acceptable", None, "Mixed captions.", "hedged"),
+    Case("hedge-question-mark", _R + "Classification: Acceptable?", None, "Mixed captions.", "hedged"),
+    Case("hedge-ish", _R + "Classification: Acceptable-ish", None, "Mixed captions.", "hedged"),
+    Case("hedge-parenthetical", _R + "Classification: Acceptable (borderline)", None, "Mixed captions.", "hedged"),
+    Case("hedge-but-barely", _R + "Classification: Acceptable, but barely", None, "Mixed captions.", "hedged"),
+    Case("hedge-or-not", _R + "Classification: Acceptable or not", None, "Mixed captions.", "hedged"),
+    Case("hedge-leaning", _R + "Classification: Leaning acceptable", None, "Mixed captions.", "hedged"),
+    Case("hedge-json-maybe", '{"classification": "Maybe acceptable", "reason": "unsure"}', None, "unsure", "hedged"),
+    Case("hedge-final-line", _R + "Final classification: possibly high value", None, "Mixed captions.", "hedged"),
+    Case("neg-dont-think-stated", "I don't think I can rate this as Acceptable.", None, None, "hedged or negated"),
+    Case("neg-wouldnt-deem", "The captions repeat; I wouldn't deem it as Acceptable.", None, None, "hedged or negated"),
+    Case("hedge-could-classify", "One could classify this cluster as Acceptable.", None, None, "hedged or negated"),
+    Case("neg-stated-not-acceptable-is-certain", "I classify this cluster as not acceptable.", U, None),
+    Case("neg-prose-negation-then-line", "The captions are not diverse.\nClassification: Unacceptable", U, None),
+    Case("neg-reason-says-not-acceptable-line-decides",
+         "Reason: Not acceptable captions for training.\nClassification: Unacceptable", U,
+         "Not acceptable captions for training."),
+]
+CORPUS += NEGATIONS

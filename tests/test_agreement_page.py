@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -92,10 +92,41 @@ def test_disagreements_link_to_the_review_page_with_escaped_ids(db: Path) -> Non
     table = at.main.dataframe[-1].value
     assert sorted(table["cluster_id"]) == sorted([ODD_ID, "C_1"])  # C_1: the offline judge
     row = table[table["cluster_id"] == ODD_ID].iloc[0]
-    url = urlsplit(row["review"])
-    assert url.path == "./" and "<" not in row["review"] and " " not in row["review"]
-    assert parse_qs(url.query) == {"cluster": [ODD_ID], "dataset": ["default"], "reviewer": ["alice"]}
     assert row["model_reason"] == XSS  # shown as a table cell: inert text
+    # One click in the same tab: a page link (not a new-tab table link) per disagreeing cluster.
+    assert "review" not in table.columns
+    links = {parse_qs(link.proto.query_string)["cluster"][0]: link for link in at.main.get("page_link")}
+    assert sorted(links) == sorted([ODD_ID, "C_1"])
+    odd = links[ODD_ID]
+    assert parse_qs(odd.proto.query_string) == {"cluster": [ODD_ID], "dataset": ["default"], "reviewer": ["alice"]}
+    # The label is Markdown: every punctuation mark of the id is escaped, so it shows literally.
+    assert odd.proto.label == "Open C 9\\&x\\=\\<b\\>\\#?/ü"
+    assert len({link.proto.page_script_hash for link in links.values()}) == 1
+
+
+def test_open_in_review_lands_on_the_cluster(db: Path) -> None:
+    """Following a link's target (the Review page with its query) shows that cluster."""
+    fill(db)
+    at = open_page(reviewer="alice")
+    link = next(link for link in at.main.get("page_link") if "C_1" in link.proto.query_string)
+    review = AppTest.from_file(APP, default_timeout=60)
+    for key, values in parse_qs(link.proto.query_string).items():
+        review.query_params[key] = values[0]
+    review.run()
+    no_exception(review)
+    assert review.query_params["cluster"] in ("C_1", ["C_1"])
+    assert any(c.value == "C_1" for c in review.main.get("code")), "the Review page is not on C_1"
+
+
+def test_judges_table_has_short_headings_and_one_interval_column(db: Path) -> None:
+    fill(db)
+    at = open_page()
+    summary = at.main.dataframe[0].value
+    assert list(summary.columns) == ["judge", "prompt_version", "proposals", "reviewed", "unparsed", "compared",
+                                     "agreement", "kappa", "kappa_ci", "precision_unacceptable",
+                                     "recall_unacceptable", "note"]
+    config = at.main.dataframe[0].proto.columns
+    assert '"recall U"' in config and '"95% CI"' in config and '"precision U"' in config
 
 
 def test_captions_and_reasons_never_reach_markdown(db: Path) -> None:

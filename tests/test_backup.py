@@ -126,3 +126,35 @@ def test_backup_onto_the_database_itself_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 1
     with Store(db) as store:
         assert store.count_clusters() == 2
+
+
+def test_backup_creates_the_folders_of_out(tmp_path: Path) -> None:
+    """`clusterqc backup --out backups/hourly.db` works on the first run (the README's cron line)."""
+    db = tmp_path / "live.db"
+    _seed(db, 2)
+    out = tmp_path / "backups" / "2026" / "hourly.db"
+    result = CliRunner().invoke(cli, ["backup", "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with Store(out) as snap:
+        assert snap.count_clusters() == 2
+
+
+def test_backup_under_a_file_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    _seed(db, 2)
+    (tmp_path / "backups").write_text("not a folder")
+    result = CliRunner().invoke(cli, ["backup", "--db", str(db), "--out", str(tmp_path / "backups" / "x" / "h.db")])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "is a file, not a directory" in result.output
+    assert (tmp_path / "backups").read_text() == "not a folder"
+
+
+def test_failed_backup_removes_the_folders_it_made(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.db"
+    out = tmp_path / "backups" / "h.db"
+    db = tmp_path / "live.db"
+    db.write_bytes(b"this is not a database" * 100)
+    result = CliRunner().invoke(cli, ["backup", "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.output == f"error: {db}: not a SQLite database (file is not a database)\n"
+    assert not (tmp_path / "backups").exists() and not missing.exists()

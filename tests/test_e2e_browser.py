@@ -77,7 +77,7 @@ def test_keyboard_review_in_chromium(server: tuple[str, Path, dict[str, int]]) -
 
         on_screen("E_1")
         # The hostile caption is shown as the literal text, nothing of it rendered.
-        assert page.get_by_text(f"1. {XSS}", exact=True).count() == 1
+        assert page.locator(".st-key-cqc_samples").get_by_text(f"1. {XSS}", exact=True).count() == 1
         assert page.locator("img[src='x']").count() == 0
         assert page.locator("a[href='http://example.com']").count() == 0
         assert page.locator("strong", has_text="bold").count() == 0

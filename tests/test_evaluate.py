@@ -23,6 +23,7 @@ from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.propose import run_batch
 from clusterqc.settings import EndpointConfig
 from clusterqc.store import Store
+from openai_standin import StandIn
 
 A, U = Verdict.ACCEPTABLE, Verdict.UNACCEPTABLE
 SHARED = "IMG_0001.jpg"  # in every file-name cluster, and in one good cluster (G5)
@@ -208,3 +209,21 @@ def test_nothing_to_evaluate_is_a_clear_error(tmp_path):
     store.import_clusters(_clusters())
     with pytest.raises(FewShotError, match="no reviewed clusters"):
         ev.evaluate(store, ["seed"], lambda t: None)
+
+
+def test_cli_evaluate_against_a_closed_port_fails_at_once_with_one_line(curated, monkeypatch):
+    """Issue 16: `evaluate --judge llm` at a port nobody listens on printed nothing for 110 s."""
+    store = curated
+    fewshot.mark_example(store, "F0", "Camera file names only.", "ann")
+    fewshot.create_prompt(store, "v2", ["F0", "G0"])
+    closed = StandIn()  # bound, never started, then closed: connections are refused
+    url = closed.base_url
+    closed._server.server_close()
+    monkeypatch.setenv("STANDIN_KEY", "sk-test-123456789")
+    args = ["evaluate", "--db", str(store.path), "--prompt", "v2", "--against", "seed", "--judge", "llm",
+            "--model", "standin-model", "--base-url", url, "--api-key-env", "STANDIN_KEY"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "connection refused" in errors[0] and url in errors[0], result.output
+    assert "Traceback" not in result.output

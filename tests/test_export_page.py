@@ -95,4 +95,5 @@ def test_bad_upload_is_one_line_naming_the_users_file(filled: Path) -> None:
     at.run()
     assert not at.exception
     (err,) = at.main.error
-    assert err.value.startswith("pool.csv: row 2: uid 'not-a-uid'") and "/tmp" not in err.value
+    # header = row 1, as import counts CSV rows
+    assert err.value.startswith("pool.csv: row 3: uid 'not-a-uid'") and "/tmp" not in err.value

@@ -140,13 +140,13 @@ def test_malformed_uid_names_the_row_and_writes_nothing(
 ) -> None:
     tmp, uids, labels = pool
     uids = list(uids)
-    uids[4321] = bad  # data row 4322 (the header is not counted), in a later streamed block
+    uids[4321] = bad  # row 4323 as import counts CSV rows (the header is row 1), in a later streamed block
     write_csv(tmp / "a.csv", uids, labels.tolist())
-    with Store(tmp / "s.db") as store, pytest.raises(SubsetError, match=f"row 4322: .*{why}"):
+    with Store(tmp / "s.db") as store, pytest.raises(SubsetError, match=f"row 4323: .*{why}"):
         build_subset(store, tmp / "a.csv", block_bytes=4096)
     res = CliRunner().invoke(cli, ["export-uids", "--db", str(tmp / "s.db"), "--assignments", str(tmp / "a.csv"),
                                    "--out", str(tmp / "subset.npy")])
-    assert res.exit_code == 1 and "row 4322" in res.output and str(tmp / "a.csv") in res.output
+    assert res.exit_code == 1 and "row 4323" in res.output and str(tmp / "a.csv") in res.output
     assert res.output.count("\n") == 1
     assert not (tmp / "subset.npy").exists() and not list(tmp.glob(".subset*"))
 
@@ -158,7 +158,7 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "badlabel.csv").write_text("uid,cluster_label\n" + "0" * 32 + ",1\n" + "0" * 32 + ",seven\n")
     runner = CliRunner()
     for name, msg in [("nouid.csv", "no 'uid' column"), ("nolabel.csv", "cluster_id' or 'cluster_label"),
-                      ("badlabel.csv", "row 2: cluster_label 'seven' is not an integer"),
+                      ("badlabel.csv", "row 3: cluster_label 'seven' is not an integer"),
                       ("missing.csv", "no such file")]:
         res = runner.invoke(cli, ["export-uids", "--db", str(tmp_path / "s.db"), "--assignments",
                                   str(tmp_path / name), "--out", str(tmp_path / "o.npy")])

@@ -160,3 +160,32 @@ def test_second_look_queue_on_the_review_page(db: Path) -> None:
         assert store.queue_count("bob", "recheck") == 8
         store.decide("C_1", "bob", U)
         assert store.queue_count("bob", "recheck") == 7, "a new decision answers the second look"
+
+
+def test_offline_reasons_are_prefilled_as_sentences_with_the_numbers_on_hover(app_db: Path) -> None:
+    """An accepted offline proposal offers its plain sentence as the example's reason (what the
+    next prompt teaches); the metrics behind it are only the field's hover text."""
+    from clusterqc.judges.offline import OfflineJudge
+
+    judge = OfflineJudge()
+    clusters = [
+        Cluster("C_1", tuple(Sample(f"Harbour at dawn with fishing boats, view {w}") for w in "abcde"),
+                tuple(Sample(f"Old town square in the snow, {w} side") for w in "abcde")),
+        Cluster("C_2", tuple(Sample(f"IMG_{1000 + k}.JPG") for k in range(5)),
+                tuple(Sample(f"DSC0{k}{k}.jpg") for k in range(5))),
+    ]
+    with Store(app_db) as store:
+        store.import_clusters(clusters)
+        for c in clusters:
+            proposal = judge.judge(c)
+            pid = store.add_proposal(proposal)
+            store.decide(c.id, "ann", proposal.verdict, proposal_id=pid)
+        sentences = {c.id: judge.judge(c).reason for c in clusters}
+    at = ok(fewshot_page())
+    at.button(key="cqc_fs_suggest").click()
+    ok(at.run())
+    assert sorted(at.multiselect(key="cqc_fs_chosen").value) == ["C_1", "C_2"]
+    for cid, sentence in sentences.items():
+        field = at.text_input(key=f"cqc_fs_reason_{cid}")
+        assert field.value == sentence and not any(ch.isdigit() for ch in sentence)
+        assert "Offline score" in field.help and "lexical diversity" in field.help

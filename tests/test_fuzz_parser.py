@@ -48,7 +48,7 @@ def _names(text: str, verdict: Verdict) -> bool:
     """An independent oracle: does the text name this verdict (in either vocabulary)?"""
     t = _normalised(text)
     if verdict is Verdict.UNACCEPTABLE:
-        return bool(re.search(r"unacceptable|not acceptable|low ?value", t))
+        return bool(re.search(r"unacceptable|(?:not|non|in|un) ?acceptable|low ?value|not high ?value", t))
     return bool(re.search(r"(?<!un)acceptable|high ?value", t))
 
 

@@ -103,11 +103,12 @@ def test_404_model_stops_with_hint(standin: StandIn, store: Store) -> None:
 
 
 def test_timeout_is_a_failure_and_the_next_run_retries_it(standin: StandIn, store: Store) -> None:
-    standin.enqueue(Reply(latency=1.5), Reply(latency=1.5))
+    standin.enqueue(*[Reply(latency=1.5)] * 4)
     judge = judge_for(standin, timeout=0.3, max_retries=1)
     result = run_batch(store, judge, limit=1)
 
-    assert len(standin.chat_requests()) == 2  # the first try and the client's one retry
+    # The first try and the client's one retry, then the same once more at the end of the run.
+    assert [r.retry_count for r in standin.chat_requests()] == [0, 1, 0, 1]
     assert result.progress.failed == 1 and result.stopped is None
     [failure] = store.failures()
     assert failure["cluster_id"] == "Cluster_0" and "timed out" in failure["error"]
@@ -144,18 +145,19 @@ def test_400_fails_one_cluster_and_the_batch_goes_on(standin: StandIn, store: St
 
 
 def test_non_json_body_is_a_failure_not_a_crash(standin: StandIn, store: Store) -> None:
-    standin.enqueue(Reply(content="Classification: Acceptable"), Reply(raw_body=b"<html>gateway</html>"))
+    standin.handler = lambda req: (Reply(raw_body=b"<html>gateway</html>")
+                                   if cluster_in_prompt(req.prompt) == "Cluster_1" else None)
     result = run_batch(store, judge_for(standin), concurrency=1, limit=3)
 
     assert result.progress.proposed == 2 and result.progress.failed == 1 and result.stopped is None
-    assert "unreadable answer" in store.failures()[0]["error"]
+    assert "instead of a chat completion: gateway" in store.failures()[0]["error"]
 
 
 def test_endpoint_down_stops_after_failures_in_a_row(store: Store) -> None:
-    server = StandIn()  # bound, never started, then closed: connections are refused
-    url = server.base_url
-    server._server.server_close()
-    judge = LLMJudge(EndpointConfig(model="m", base_url=url, api_key=KEY, max_retries=0, timeout=2))
+    server = StandIn().start()
+    judge = LLMJudge(EndpointConfig(model="m", base_url=server.base_url, api_key=KEY, max_retries=0, timeout=2))
+    assert run_batch(store, judge, limit=1).progress.proposed == 1
+    server.stop()  # it answered once, then went away: connections are refused from now on
     result = run_batch(store, judge, concurrency=1, max_transient_failures=3)
 
     assert result.stopped and "in a row" in result.stopped and "cannot reach" in result.stopped

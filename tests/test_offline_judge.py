@@ -12,6 +12,7 @@ from clusterqc.judges.offline import (
     OfflineJudge,
     cluster_features,
     is_file_name,
+    metrics_of,
     is_garbled,
     is_placeholder,
 )
@@ -47,16 +48,24 @@ def test_real_cluster_60_is_unacceptable_with_evidence():
     proposal = JUDGE.judge(_luv("Cluster_60"))
     assert proposal.verdict is Verdict.UNACCEPTABLE
     assert (proposal.cluster_id, proposal.judge, proposal.prompt_version) == ("Cluster_60", "offline", PROMPT_VERSION)
-    assert "9 are placeholders" in proposal.reason
-    assert "1 of 10 captions are file names" in proposal.reason
-    assert "9 are near-duplicates" in proposal.reason
+    assert proposal.reason == (
+        "Nearly all captions are placeholder alt text, one is a file name, nearly all repeat each other"
+        " and they reuse the same few words: too little real description to keep."
+    )
+    metrics = metrics_of(proposal.raw)
+    assert metrics is not None
+    assert "9 are placeholders" in metrics
+    assert "1 of 10 captions are file names" in metrics
+    assert "9 are near-duplicates" in metrics
+    assert "Offline score 4.25 (Unacceptable at 1.0)" in metrics
     assert json.loads(proposal.raw)["verdict"] == "Unacceptable"
 
 
 def test_real_cluster_25_is_acceptable():
     proposal = JUDGE.judge(_luv("Cluster_25"))
     assert proposal.verdict is Verdict.ACCEPTABLE
-    assert "no file names, placeholders" in proposal.reason.lower()
+    assert proposal.reason == "Varied, descriptive captions with no file names, placeholders, garbled text or repeats."
+    assert "no file names, placeholders" in metrics_of(proposal.raw).lower()
 
 
 def test_sample_hints_follow_sample_order():
@@ -97,7 +106,8 @@ def test_descriptive_real_captions_make_an_acceptable_cluster():
 def test_file_name_real_captions_make_an_unacceptable_cluster():
     proposal = JUDGE.judge(_cluster("files", CAPTIONS["file_name"][:10]))
     assert proposal.verdict is Verdict.UNACCEPTABLE
-    assert proposal.reason.startswith("10 of 10 captions are file names")
+    assert proposal.reason.startswith("All captions are file names")
+    assert metrics_of(proposal.raw).startswith("10 of 10 captions are file names")
 
 
 @pytest.mark.parametrize("bad", [0, 1, 2, 3])
@@ -111,7 +121,9 @@ def test_four_of_ten_unusable_captions_tip_it(kind):
     texts = CAPTIONS[kind][:4] + CAPTIONS["descriptive"][:6]
     proposal = JUDGE.judge(_cluster("mixed", texts))
     assert proposal.verdict is Verdict.UNACCEPTABLE
-    assert proposal.reason.startswith("4 of 10 captions are")
+    assert proposal.reason.startswith("Many captions are ")
+    assert proposal.reason.endswith(": too little real description to keep.")
+    assert metrics_of(proposal.raw).startswith("4 of 10 captions are")
 
 
 def test_near_duplicates_alone_tip_it():
@@ -121,7 +133,8 @@ def test_near_duplicates_alone_tip_it():
     assert features.count("unusable") == 0
     proposal = JUDGE.judge(_cluster("dupes", texts))
     assert proposal.verdict is Verdict.UNACCEPTABLE
-    assert "6 are near-duplicates of each other" in proposal.reason
+    assert proposal.reason == "Most captions repeat each other: too repetitive to keep."
+    assert "6 are near-duplicates of each other" in metrics_of(proposal.raw)
 
 
 def test_numbered_variants_are_near_duplicates():
@@ -134,7 +147,8 @@ def test_explicit_terms_are_flagged():
     cluster = _cluster("explicit", texts)
     proposal = JUDGE.judge(cluster)
     assert proposal.verdict is Verdict.UNACCEPTABLE
-    assert "explicit terms (nude, porn, xxx)" in proposal.reason
+    assert proposal.reason == "A few captions use explicit terms (nude, porn, xxx): not suitable to train on."
+    assert "explicit terms (nude, porn, xxx)" in metrics_of(proposal.raw)
     assert JUDGE.sample_hints(cluster)[0] == ["explicit term: porn, xxx"]
 
 
@@ -164,3 +178,34 @@ def test_proposals_store_like_any_other(tmp_path):
         store.add_proposals(JUDGE.judge(c) for c in clusters)
         stored = {p.cluster_id: p.verdict for p in store.proposals(judge="offline")}
     assert stored == {"Cluster_25": Verdict.ACCEPTABLE, "Cluster_60": Verdict.UNACCEPTABLE}
+
+
+def _demo_clusters() -> list[Cluster]:
+    from clusterqc.ingest import demo_path, read_files
+
+    return [rec.to_cluster() for _, records in read_files([demo_path()]) for rec in records]
+
+
+def test_reasons_are_plain_sentences_without_numbers():
+    """A reason is what a curator would write (and what a few-shot prompt teaches): no scores,
+    counts or metric names; those are in the proposal's `metrics` for the hover text."""
+    for cluster in _demo_clusters():
+        proposal = JUDGE.judge(cluster)
+        reason = proposal.reason
+        assert not any(ch.isdigit() for ch in reason), (cluster.id, reason)
+        assert "score" not in reason.lower() and "diversity" not in reason.lower()
+        assert reason[0].isupper() and reason.endswith(".") and reason.count(". ") == 0, (cluster.id, reason)
+        assert "Offline score" in metrics_of(proposal.raw)
+
+
+def test_short_captions_are_not_called_descriptive():
+    texts = ["Paris", "Berlin", "Rome", "Madrid", "Lisbon", "Vienna street", "Prague", "Oslo", "Bern", "Sofia"]
+    proposal = JUDGE.judge(_cluster("terse", texts))
+    assert proposal.verdict is Verdict.ACCEPTABLE
+    assert proposal.reason == "Short but real captions."
+
+
+def test_metrics_of_other_answers_is_none():
+    assert metrics_of("Reason: fine\nClassification: Acceptable") is None
+    assert metrics_of('{"verdict": "Acceptable"}') is None
+    assert metrics_of('[1, 2]') is None

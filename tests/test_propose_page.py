@@ -63,14 +63,15 @@ def page_text(at: AppTest) -> str:
 def test_offline_is_the_default_and_runs(db: Path) -> None:
     at = propose_page()
     assert at.radio(key=ui.K_KIND).value == "offline"
-    assert "6 of 6 clusters have no proposal yet from offline" in page_text(at)
+    assert "0 of 6 clusters have a proposal from offline @ offline-v1; 6 still to run." in page_text(at)
 
     at.button(key=ui.K_RUN).click()
     at.run()
     finish(ok(at))
 
     assert "6 proposed" in page_text(at)
-    assert "0 of 6 clusters have no proposal yet" in page_text(at)
+    assert "6 of 6 clusters have a proposal from offline @ offline-v1." in page_text(at)
+    assert "no proposal yet" not in page_text(at)
     assert at.button(key=ui.K_RUN).disabled  # nothing left to do
     with Store(db) as store:
         assert len(store.proposals(judge="offline")) == 6
@@ -135,7 +136,7 @@ def test_wrong_key_stops_and_failures_are_listed(db: Path, standin: StandIn) -> 
     at.run()
     finish(ok(at))
     assert len(standin.chat_requests()) == 1
-    assert any("401" in e.value for e in at.main.error)
+    assert at.main.error and "401" in page_text(at)
     assert "sk-wrong-key-000000000000" not in page_text(at)
 
     at.button(key=ui.K_FORGET).click()
@@ -157,7 +158,7 @@ def test_bad_endpoint_disables_run(db: Path) -> None:
     at.run()
     at.text_input(key=ui.K_URL).set_value("localhost:8000")
     at.run()
-    assert any("http(s)://" in e.value for e in at.main.error)
+    assert at.main.error and "http(s)://" in page_text(at)
     assert at.button(key=ui.K_RUN).disabled
 
 
@@ -179,3 +180,54 @@ def test_stop_button_cancels_and_keeps_answers(db: Path, standin: StandIn) -> No
     assert any("Stopped by you" in w.value for w in at.main.warning)
     with Store(db) as store:
         assert len(store.proposals()) == asked < 6
+
+
+def test_a_run_where_every_request_failed_shows_no_success_box(db: Path, standin: StandIn) -> None:
+    standin.handler = lambda req: Reply(status=400, error_message="this model does not take images")
+    at = propose_page()
+    at.radio(key=ui.K_KIND).set_value("llm")
+    at.run()
+    at.text_input(key=ui.K_URL).set_value(standin.base_url)
+    at.run()
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    finish(ok(at))
+
+    assert not at.main.success
+    assert any("Every request failed" in e.value for e in at.main.error)
+    assert "0 proposed (0 unparsed), 6 failed" in page_text(at)
+
+
+def test_endpoint_text_in_a_stop_reason_is_plain_text_not_markdown(db: Path, standin: StandIn) -> None:
+    body = "**Urgent**: [re-enter your key](http://127.0.0.1:9/phish) ![t](http://127.0.0.1:9/t.png)"
+    standin.handler = lambda req: Reply(status=401, error_message=body)
+    at = propose_page()
+    at.radio(key=ui.K_KIND).set_value("llm")
+    at.run()
+    at.text_input(key=ui.K_URL).set_value(standin.base_url)
+    at.run()
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    finish(ok(at))
+
+    assert any(body in t.value for t in at.main.text)  # shown, as the characters it is
+    for box in (*at.main.error, *at.main.warning, *at.main.success):  # boxes render Markdown
+        assert "phish" not in box.value and "t.png" not in box.value
+
+
+def test_a_configured_base_url_with_a_password_is_never_on_the_page(db: Path, standin: StandIn,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    password = "pagepass-98765"
+    url = standin.base_url.replace("http://", f"http://proxyuser:{password}@")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    at = propose_page()
+    assert at.radio(key=ui.K_KIND).value == "llm"
+    assert at.text_input(key=ui.K_URL).value == standin.base_url.replace("http://", "http://***@")
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    finish(ok(at))
+
+    assert "6 proposed" in page_text(at)  # the masked field still meant the configured URL
+    shown = page_text(at) + "".join(str(w.value) for w in at.main.text_input)
+    assert password not in shown and KEY not in shown

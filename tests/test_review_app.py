@@ -7,6 +7,7 @@ widgets, the action buttons), and checks the decisions table after each step.
 from __future__ import annotations
 
 import multiprocessing as mp
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from streamlit.testing.v1.errors import AppTestError
 
 from clusterqc import bootstrap
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
-from clusterqc.review import Reviewer, ReviewSession, SessionState, clean_name, resolve_reviewer
+from clusterqc.review import Reviewer, ReviewSession, SessionState, clean_name, load_view, resolve_reviewer
 from clusterqc.store import Store
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -75,11 +76,19 @@ def texts(at: AppTest) -> list[str]:
 
 
 def keys(at: AppTest) -> list[str]:
-    return [b.key for b in at.main.button if b.key and b.key.startswith("cqc_btn_")]
+    """The action buttons on screen, without their card token (`cqc_btn_accept__<token>`)."""
+    return [b.key.split("__")[0] for b in at.main.button if b.key and b.key.startswith("cqc_btn_")]
+
+
+def button(at: AppTest, action: str) -> Any:
+    """The action button of the card on screen (its key carries the card's token)."""
+    found = [b for b in at.main.button if b.key and b.key.startswith(f"cqc_btn_{action}__")]
+    assert len(found) == 1, [b.key for b in at.main.button]
+    return found[0]
 
 
 def press(at: AppTest, action: str) -> AppTest:
-    at.button(key=f"cqc_btn_{action}").click()
+    button(at, action).click()
     at.run()
     no_errors(at)
     return at
@@ -90,7 +99,9 @@ def images(at: AppTest) -> int:
 
 
 def progress_texts(at: AppTest) -> list[str]:
-    return [p.proto.text for p in at.sidebar.get("progress")]
+    """The parts of the progress line at the top of the Review page ("Mine 1 / 4", ...)."""
+    line = next((t for t in texts(at) if t.startswith("Mine ")), "")
+    return line.split(" · ")
 
 
 def choose(at: AppTest, queue: str) -> AppTest:
@@ -124,7 +135,9 @@ def test_first_start_imports_demo_and_offline_proposals(tmp_path: Path, monkeypa
         assert len(store.proposals(judge="offline")) == n
         first = store.peek_cluster()
     assert shown(at) == first
-    assert keys(at) == ["cqc_btn_accept", "cqc_btn_override", "cqc_btn_skip", "cqc_btn_undo"]
+    # 1 and 2 are offered beside Accept / Override, so no key is ever dead while a proposal shows.
+    assert keys(at) == ["cqc_btn_accept", "cqc_btn_override", "cqc_btn_acceptable", "cqc_btn_unacceptable",
+                        "cqc_btn_skip", "cqc_btn_undo"]
     # A second start changes nothing.
     with Store(path) as store:
         assert bootstrap.ensure_started(store) == bootstrap.BootstrapResult()
@@ -156,7 +169,7 @@ def test_no_proposals_offers_offline_judge_and_keys_1_2(db: Path) -> None:
     at = app()
     no_errors(at)
     assert keys(at) == ["cqc_btn_acceptable", "cqc_btn_unacceptable", "cqc_btn_skip", "cqc_btn_undo"]
-    assert at.button(key="cqc_btn_unacceptable").proto.shortcut == "2"
+    assert button(at, "unacceptable").proto.shortcut == "2"
     press(at, "unacceptable")
     assert rows(db) == [("C_1", "alice", "Unacceptable", "decide", None, None, "")]
     assert shown(at) == "C_2"
@@ -176,7 +189,7 @@ def test_everything_reviewed_links_to_export(four: Path) -> None:
     assert any("Everything is reviewed" in s.value for s in at.success)
     assert [r[0] for r in rows(four)] == ["C_1", "C_2", "C_3", "C_4"]
     assert at.query_params.get("cluster") in (None, "")
-    links = [e.proto for e in at.main.children.values() if type(e).__name__ == "PageLink"]
+    links = [e.proto for e in at.main.get("page_link")]
     assert [(p.page, p.label) for p in links] == [("export", "Export the labels")]
 
 
@@ -236,7 +249,7 @@ def test_accept_override_skip_undo_and_note(four: Path) -> None:
     at = app()
     no_errors(at)
     assert shown(at) == "C_1" and at.query_params["cluster"] == "C_1"
-    assert [at.button(key=f"cqc_btn_{k}").proto.shortcut.upper() for k in ("accept", "override", "skip", "undo")] == [
+    assert [button(at, k).proto.shortcut.upper() for k in ("accept", "override", "skip", "undo")] == [
         "A", "O", "S", "U"]
     assert "Mine 0 / 4" in progress_texts(at)
     press(at, "accept")
@@ -283,7 +296,7 @@ def test_blind_mode_hides_proposals_but_records_them(four: Path) -> None:
     assert not any("offline thinks so" in t for t in texts(at))
     assert any("Blind mode" in i.value for i in at.info)
     assert keys(at)[:2] == ["cqc_btn_acceptable", "cqc_btn_unacceptable"]
-    assert at.button(key="cqc_btn_acceptable").proto.shortcut == "1"
+    assert button(at, "acceptable").proto.shortcut == "1"
     press(at, "unacceptable")
     assert rows(four) == [("C_1", "alice", "Unacceptable", "decide", 1, False, "")]
     # Once decided, the proposal shows: jump back to it.
@@ -345,10 +358,12 @@ def test_search_sort_and_uncertainty(four: Path) -> None:
     at.sidebar.text_input(key="cqc_search").input("").run()
     at.sidebar.selectbox(key="cqc_sort").set_value("size").run()
     assert shown(at) == "C_4"  # size 40, the largest
-    press(at, "skip")
-    assert shown(at) == "C_3"
     at.sidebar.selectbox(key="cqc_sort").set_value("uncertainty").run()
     assert shown(at) == "C_4"  # two judges that disagree
+    press(at, "skip")
+    assert shown(at) == "C_1"  # the rest tie on uncertainty: id order
+    at.sidebar.selectbox(key="cqc_sort").set_value("size").run()
+    assert shown(at) == "C_3"  # a skip outlasts a change of sort: C_4 stays out until revisited
 
 
 def test_jump_and_deep_link(four: Path) -> None:
@@ -422,7 +437,7 @@ def _reviewer_process(db: str, name: str, n: int, out: Any) -> None:
     problems, done = [], []
     for _ in range(n):
         done.append(shown(at))
-        at.button(key="cqc_btn_accept").click().run()
+        button(at, "accept").click().run()
         problems += [str(e.value) for e in at.exception] + [e.value for e in at.error]
     out.put((name, done, problems))
 
@@ -481,3 +496,187 @@ def test_thumbnails_toggle_for_samples_with_images(db: Path, tmp_path: Path) -> 
     assert images(at) == 5  # the five closest samples carry the image path
     press(at, "acceptable")
     assert shown(at) == "I_2" and not [t for t in at.main.toggle if t.key == "cqc_thumbs"]
+
+
+# --------------------------------------------------------------------------- issue 10: tokens, skips, bulk
+
+
+def test_a_press_applies_once_and_only_to_the_card_it_was_made_on(four: Path) -> None:
+    """The card token: a second press with the same token, or one from an earlier card, writes nothing."""
+    with Store(four) as store:
+        session = ReviewSession(store, SessionState())
+        session.configure("alice", session.state.settings)
+        view = load_view(store, session.current(), "alice")
+        first = session.show(view, blind=False)
+        assert session.show(view, blind=False) is first  # a rerun of the same card keeps its token
+        session.press("accept", first.token)
+        session.press("accept", first.token)  # a double press
+        assert [(d.cluster_id, d.verdict) for d in store.decisions()] == [("C_1", Verdict.ACCEPTABLE)]
+        assert session.state.ignored == ""  # the first press went through in this run
+        session.state.applied = False  # (the page resets this when it draws the next card)
+        session.press("override", first.token)
+        assert session.state.ignored.startswith("Ignored: pressed before the next cluster appeared")
+        second = session.show(load_view(store, session.current(), "alice"), blind=False)
+        assert second.cluster_id == "C_2" and second.token != first.token
+        # A newer proposal after the render: Accept still records what the card showed.
+        newer = propose(store, "C_2", Verdict.ACCEPTABLE, judge="gpt-new")
+        session.press("accept", second.token)
+        last = store.decisions()[-1]
+        assert (last.cluster_id, last.verdict, last.proposal_id) == ("C_2", Verdict.UNACCEPTABLE, 2)
+        assert newer != last.proposal_id
+        assert len(store.decisions()) == 2
+
+
+def test_keys_1_and_2_work_while_a_proposal_is_shown(four: Path) -> None:
+    at = app()
+    assert shown(at) == "C_1"
+    press(at, "unacceptable")
+    assert rows(four) == [("C_1", "alice", "Unacceptable", "decide", 1, False, "")]
+    assert any(t.startswith("✓ Saved C_1: Unacceptable (overrides offline") for t in texts(at))
+
+
+def test_reviewed_counts_this_decision_at_once(four: Path) -> None:
+    at = app()
+    assert "Reviewed 0 / 4" in progress_texts(at)
+    press(at, "accept")
+    assert "Reviewed 1 / 4" in progress_texts(at) and "Mine 1 / 4" in progress_texts(at)
+    assert any(t.startswith("Mine 1 / 4 · Reviewed 1 / 4 · Today: 1 decided") for t in texts(at))
+
+
+def test_skips_are_kept_per_reviewer_across_sessions(four: Path) -> None:
+    at = app()
+    press(at, "skip")
+    press(at, "skip")
+    assert shown(at) == "C_3"
+    with Store(four) as store:
+        assert store.skipped_clusters("alice") == ["C_1", "C_2"]
+    again = app()  # a new tab (or a restart): the skips stay skipped
+    assert shown(again) == "C_3"
+    assert shown(app("bob")) == "C_1"  # skips are alice's, not bob's
+    press(again, "acceptable")
+    press(again, "acceptable")
+    assert shown(again) is None
+    assert any("except the 2 cluster(s) you skipped" in s.value for s in again.success)
+    again.button(key="cqc_revisit").click().run()
+    no_errors(again)
+    assert shown(again) == "C_2"  # back in the queue (C_1 is held for bob, who has it open)
+    with Store(four) as store:
+        assert store.skipped_clusters("alice") == []
+    press(again, "accept")
+    with Store(four) as store:
+        store.skip_cluster("alice", "C_2")
+        store.decide("C_2", "alice", Verdict.ACCEPTABLE)
+        assert store.skipped_clusters("alice") == []  # a decision ends a skip
+
+
+def test_history_is_human_readable(four: Path) -> None:
+    at = app()
+    at.main.text_input(key="cqc_note").input("file names")
+    press(at, "override")
+    at.sidebar.text_input(key="cqc_jump").input("C_1").run()
+    assert not [t for t in texts(at) if " · alice · " in t]  # drawn only while the expander is open
+    at.session_state["cqc_x_history"] = True  # open it (AppTest has no click for expanders)
+    at.run()
+    lines = [t for t in texts(at) if " · alice · " in t]
+    assert len(lines) == 1 and re.fullmatch(
+        r"today \d\d:\d\d UTC · alice · Unacceptable · differs from the model · note: file names", lines[0])
+
+
+def test_queue_controls_only_on_the_review_pages(four: Path) -> None:
+    at = app()
+    at.sidebar.selectbox(key="cqc_filter").set_value("all").run()
+    assert [s.key for s in at.sidebar.selectbox] == ["cqc_filter", "cqc_sort"]
+    for page in ("views/fewshot.py", "views/export.py"):
+        at.switch_page(page).run()
+        no_errors(at)
+        assert not at.sidebar.selectbox and not [t for t in at.sidebar.toggle if t.key == "cqc_blind"]
+    at.switch_page("views/review.py").run()
+    assert at.sidebar.selectbox(key="cqc_filter").value == "all"  # kept while away
+
+
+def bulk_app(reviewer: str = "alice") -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["reviewer"] = reviewer
+    at.run()
+    at.switch_page("views/bulk.py").run()
+    no_errors(at)
+    return at
+
+
+def bulk_rows(at: AppTest) -> list[str]:
+    return [c.value for c in at.main.code]
+
+
+def test_bulk_review_records_flips_and_accepts_exactly(db: Path) -> None:
+    with Store(db) as store:
+        store.import_clusters([make_cluster(f"B_{i}") for i in range(1, 15)])
+        pids = {f"B_{i}": propose(store, f"B_{i}", Verdict.ACCEPTABLE if i % 2 else Verdict.UNACCEPTABLE)
+                for i in range(1, 14)}  # B_14 has no proposal: single review only
+    at = bulk_app()
+    assert bulk_rows(at) == [f"B_{i}" for i in range(1, 11)]
+    flips = {"B_2", "B_5"}
+    for cid in flips:
+        next(t for t in at.main.toggle if t.key.endswith(f"__{cid}")).set_value(True)
+    at.run()
+    record = next(b for b in at.main.button if b.key.startswith("cqc_bulk_record__"))
+    assert record.proto.shortcut.upper() == "A" and record.label.startswith("Record this page: 8 accepted, 2 flipped")
+    record.click().run()
+    no_errors(at)
+    expected = []
+    for i in range(1, 11):
+        cid = f"B_{i}"
+        proposed = Verdict.ACCEPTABLE if i % 2 else Verdict.UNACCEPTABLE
+        verdict = proposed.other if cid in flips else proposed
+        expected.append((cid, "alice", verdict.value, "decide", pids[cid], cid not in flips, ""))
+    assert rows(db) == expected  # each row exactly as single review's Accept / Override records it
+    assert any(t.startswith("✓ Saved 10 decisions (2 flipped, 8 accepted)") for t in texts(at))
+    # The next page: what is left with a proposal; the cluster without one is left for single review.
+    assert bulk_rows(at) == ["B_11", "B_12", "B_13"]
+    assert any("B_14" in t for t in texts(at))
+
+
+def test_bulk_pages_of_two_reviewers_do_not_overlap(db: Path) -> None:
+    with Store(db) as store:
+        store.import_clusters([make_cluster(f"B_{i}") for i in range(1, 7)])
+        for i in range(1, 7):
+            propose(store, f"B_{i}", Verdict.ACCEPTABLE)
+    alice = bulk_app("alice")
+    alice.main.number_input(key="cqc_bulk_size").set_value(3).run()
+    bob = bulk_app("bob")
+    bob.main.number_input(key="cqc_bulk_size").set_value(3).run()
+    assert bulk_rows(alice) == ["B_1", "B_2", "B_3"] and bulk_rows(bob) == ["B_4", "B_5", "B_6"]
+
+
+def test_human_times_and_pace() -> None:
+    from datetime import datetime, timezone
+
+    from clusterqc.review import human_time, pace
+
+    now = datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc)
+    assert human_time("2026-12-01T09:05:59.123456+00:00", now) == "today 09:05 UTC"
+    assert human_time("2026-11-30T23:59:00+00:00", now) == "yesterday 23:59 UTC"
+    assert human_time("2026-10-02T08:00:00+00:00", now) == "2026-10-02 08:00 UTC"
+    assert human_time("not a time", now) == "not a time"
+    assert pace(2, "2026-12-01T14:00:00+00:00", 100, now).per_hour is None  # too few to say
+    p = pace(60, "2026-12-01T14:00:00+00:00", 120, now)  # 60 in the last hour
+    assert round(p.per_hour) == 60 and round(p.eta_minutes) == 120
+    assert p.line() == "Today: 60 decided · 60/h · 120 cluster(s) still need a review · about 2.0 h left at this pace"
+    assert pace(3, "2026-12-01T14:59:50+00:00", 10, now).per_hour == 180  # at least a minute counts
+
+
+def test_thumbnail_grid_says_when_an_image_cannot_be_loaded(db: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    good, broken = tmp_path / "good.png", tmp_path / "broken.png"
+    Image.new("RGB", (4, 4), "red").save(good)
+    broken.write_bytes(b"not a png")
+    closest = (Sample("ok", url=str(good)), Sample("bad", url=str(broken)), Sample("gone", url=str(tmp_path / "no.png")),
+               Sample("ok too", url=str(good)), Sample("no url"))
+    with Store(db) as store:
+        store.import_clusters([Cluster("I_1", closest, tuple(Sample(f"far {k}") for k in range(5)))])
+    at = app()
+    at.main.toggle(key="cqc_thumbs").set_value(True).run()
+    no_errors(at)
+    assert images(at) == 2
+    assert sum(t.startswith("image could not be loaded") for t in texts(at)) == 2
+    assert len(at.main.columns) >= 10  # a grid of 5 per row, closest above furthest

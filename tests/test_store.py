@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,25 @@ def test_backup_is_a_consistent_copy(store: Store, tmp_path) -> None:
     with Store(tmp_path / "b.db") as copy:
         assert copy.integrity_check() == "ok"
         assert len(copy.decisions()) == 1 and copy.count_clusters() == 12
+
+
+def test_skips_per_reviewer_and_bulk_holds(tmp_path: Path) -> None:
+    """m006: skips are per reviewer, leave every queue until revisited, and end with a decision."""
+    from clusterqc.model import Cluster, Sample, Verdict
+
+    with Store(tmp_path / "s.db") as store:
+        store.import_clusters([Cluster(f"S_{i}", (Sample("a"),), (Sample("b"),)) for i in range(1, 6)])
+        store.skip_cluster("ann", "S_1")
+        store.skip_cluster("ann", "S_1")  # again: still one row
+        assert store.skipped_clusters("ann") == ["S_1"] and store.skipped_clusters("ben") == []
+        assert store.next_cluster("ann") == "S_2" and store.next_cluster("ben", hold_seconds=0) == "S_1"
+        assert store.next_cluster("ann", "all") == "S_2"
+        assert store.next_clusters("ann", 3) == ["S_2", "S_3", "S_4"]
+        assert store.next_clusters("ben", 3) == ["S_1", "S_5"]  # ann holds the three she was given
+        assert store.unskip("ann") == 1 and store.skipped_clusters("ann") == []
+        store.skip_cluster("ann", "S_2")
+        store.decide("S_2", "ann", Verdict.ACCEPTABLE)
+        assert store.skipped_clusters("ann") == []
+        with pytest.raises(ValueError):
+            store.skip_cluster(" ", "S_3")
+        assert store.clusters_needing(1) == 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import pandas as pd
 import streamlit as st
 
 from clusterqc import charts
@@ -15,14 +16,52 @@ PCT = st.column_config.NumberColumn(format="percent")
 KAPPA = st.column_config.NumberColumn(format="%.2f")
 
 
-def review_link(cluster_id: str, reviewer: str | None, dataset: str | None = None) -> str:
-    """A relative link to the Review page (the app's default page) opened on `cluster_id` of `dataset`."""
+REVIEW_PAGE = "views/review.py"
+LINKS_SHOWN = 60  # one-click links under the disagreements table; the Review page's queue has them all
+LINK_COLUMNS = 6
+# Markdown's punctuation: a page_link label is Markdown, and a cluster id is data.
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]<>()#+-.!|~$:=&"})
+
+
+def review_params(cluster_id: str, reviewer: str | None, dataset: str | None = None) -> dict[str, str]:
+    """The Review page's query parameters that open it on `cluster_id` of `dataset` (as the reviewer)."""
     params = {"cluster": cluster_id}
     if dataset:
         params["dataset"] = dataset
     if reviewer:
         params["reviewer"] = reviewer
-    return "./?" + urlencode(params)
+    return params
+
+
+def review_link(cluster_id: str, reviewer: str | None, dataset: str | None = None) -> str:
+    """A relative link to the Review page (the app's default page) opened on `cluster_id` of `dataset`."""
+    return "./?" + urlencode(review_params(cluster_id, reviewer, dataset))
+
+
+def judges_frame(report: AgreementReport) -> pd.DataFrame:
+    """The judges table with short headings and the kappa interval in one column, so all of it
+    (recall included) fits the page's width on a 1440-pixel screen."""
+    t = judge_table(report.judges)
+    ci = [
+        "" if pd.isna(lo) or pd.isna(hi) else f"[{lo:.2f}, {hi:.2f}]"
+        for lo, hi in zip(t["kappa_low"], t["kappa_high"])
+    ]
+    return t.assign(kappa_ci=ci)[
+        ["judge", "prompt_version", "proposals", "reviewed", "unparsed", "compared", "agreement", "kappa",
+         "kappa_ci", "precision_unacceptable", "recall_unacceptable", "note"]
+    ]
+
+
+JUDGE_COLUMNS = {
+    "prompt_version": st.column_config.TextColumn("prompt"),
+    "agreement": PCT,
+    "kappa": KAPPA,
+    "kappa_ci": st.column_config.TextColumn("95% CI", help="Cohen's kappa, 95% bootstrap interval"),
+    "precision_unacceptable": st.column_config.NumberColumn(
+        "precision U", format="percent", help="Of the clusters the judge called Unacceptable, how many the reviewers did"),
+    "recall_unacceptable": st.column_config.NumberColumn(
+        "recall U", format="percent", help="Of the clusters the reviewers called Unacceptable, how many the judge did"),
+}
 
 
 def by_dataset_section(store: Store) -> None:
@@ -45,13 +84,9 @@ def judges_section(report: AgreementReport) -> None:
     st.caption(
         "Each judge and prompt version against the clusters' current labels (a cluster's latest"
         " standing decision). Unparsed answers are counted apart, never as agreement or disagreement."
+        " U = Unacceptable, the clusters we drop."
     )
-    st.dataframe(
-        judge_table(report.judges),
-        hide_index=True,
-        column_config={"agreement": PCT, "kappa": KAPPA, "kappa_low": KAPPA, "kappa_high": KAPPA,
-                       "precision_unacceptable": PCT, "recall_unacceptable": PCT},
-    )
+    st.dataframe(judges_frame(report), hide_index=True, column_config=JUDGE_COLUMNS, key="agreement_judges")
     if any(m.stats.kappa.value is not None for m in report.judges):
         st.plotly_chart(charts.kappa_chart(report.judges), key="kappa_chart")
     names = {m.name: m for m in report.judges}
@@ -112,14 +147,25 @@ def disagreements_section(report: AgreementReport, reviewer: str | None, dataset
     if table.empty:
         st.info("No reviewed cluster disagrees with a parsed model answer.")
         return
-    st.caption(f"{len(table)} cluster/judge pairs where the label differs from the model. Open one on the Review page.")
-    table = table.assign(review=[review_link(c, reviewer, dataset) for c in table["cluster_id"]])
+    st.caption(f"{len(table)} cluster/judge pairs where the label differs from the model.")
     st.dataframe(
-        table[["cluster_id", "review", "label", "model_verdict", "judge", "prompt_version", "reviewers",
+        table[["cluster_id", "label", "model_verdict", "judge", "prompt_version", "reviewers",
                "model_reason", "decided_at"]],
         hide_index=True,
-        column_config={"review": st.column_config.LinkColumn("review", display_text="Open in Review")},
     )
+    review_links(list(dict.fromkeys(table["cluster_id"])), reviewer, dataset)
+
+
+def review_links(cluster_ids: list[str], reviewer: str | None, dataset: str | None = None) -> None:
+    """One click, same tab: a page link per disagreeing cluster that opens it on the Review page."""
+    shown = cluster_ids[:LINKS_SHOWN]
+    more = len(cluster_ids) - len(shown)
+    st.text("Open a disagreement on the Review page:" + (f" (the first {len(shown)}; the Review page's 'disagreements' queue"
+                                 f" has all {len(cluster_ids)})" if more else ""))
+    cols = st.columns(LINK_COLUMNS)
+    for i, cid in enumerate(shown):
+        cols[i % LINK_COLUMNS].page_link(REVIEW_PAGE, label="Open " + cid.translate(_MARKDOWN),
+                                         query_params=review_params(cid, reviewer, dataset))
 
 
 def page(store: Store, ctx: common.AppContext) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from clusterqc.export import FORMATS, MIME, export_frame, to_bytes
-from clusterqc.model import Verdict
 from clusterqc.store import Store
-from clusterqc.subset import SubsetError, build_subset_from_upload, uids_npy_bytes
 from clusterqc.ui import common
+from clusterqc.ui import subset as subset_ui
 
 PREVIEW_ROWS = 200
 
@@ -42,52 +40,10 @@ def labels_section(store: Store, dataset: str | None = None) -> None:
     st.dataframe(preview, hide_index=True)
 
 
-def subset_section(store: Store, dataset: str | None = None) -> None:
-    st.subheader("DataComp uid subset")
-    st.caption(
-        "Upload the uid -> cluster assignments (CSV or Parquet with columns uid and cluster_id, or"
-        " uid and cluster_label n for clusters named Cluster_<n>). The kept uids download as the"
-        " sorted u8,u8 .npy that DataComp's resharder reads. For a whole pool use"
-        " `clusterqc export-uids` on the command line."
-    )
-    upload = st.file_uploader("Assignments file", type=["csv", "parquet", "pq"], key="export_assignments")
-    keep = st.multiselect("Keep clusters labelled", [v.value for v in Verdict], default=[Verdict.ACCEPTABLE.value],
-                          key="export_keep")
-    include = st.checkbox("Use the model's verdict for clusters nobody reviewed", key="export_uids_unreviewed")
-    if upload is None:
-        return
-    if not keep:
-        st.warning("Choose at least one label to keep.")
-        return
-    try:
-        result = build_subset_from_upload(store, upload.name, upload.getvalue(), keep, include, dataset=dataset)
-    except SubsetError as exc:
-        st.error(str(exc), icon=":material/error:")
-        return
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "kept": [result.kept_clusters, result.kept_samples],
-                "dropped": [result.dropped_clusters, result.total_samples - result.kept_samples],
-            },
-            index=["clusters", "samples"],
-        )
-    )
-    st.text(
-        f"Kept {result.kept_fraction:.1%} of the pool; {result.unlabelled_clusters} clusters had no label"
-        + (f" ({result.unknown_clusters} are not in the database)" if result.unknown_clusters else "")
-        + "."
-    )
-    st.download_button(
-        "Download uid subset (.npy)", data=uids_npy_bytes(result.uids), file_name="subset.npy",
-        mime="application/octet-stream", key="export_download_uids", on_click="ignore",
-    )
-
-
 st.title("Export")
 _store = common.store_or_stop()
 with common.db_errors():
     _ctx = common.page_context(_store)  # the shared sidebar, when app.py did not render it this run
     common.show_dataset(_ctx)
     labels_section(_store, _ctx.dataset)
-    subset_section(_store, _ctx.dataset)
+    subset_ui.subset_section(_store, _ctx.dataset)

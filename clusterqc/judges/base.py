@@ -27,11 +27,17 @@ class JudgeError(Exception):
     """No answer for a cluster. `fatal`: no other cluster can succeed either (stop the batch).
 
     `transient` marks errors that a healthy endpoint would not give (timeouts, connection
-    failures, 5xx after the client's retries): many of them in a row mean the endpoint is down.
+    failures, 5xx after the client's retries): many of them in a row mean the endpoint is down,
+    and those left at the end of a run are asked once more. `bad_answer` marks a 200 that is no
+    chat completion (a proxy's HTML page, `{"error": ...}`): a few in a row stop the batch.
+    `cancelled`: the run was stopped while the request was in flight; nothing is recorded.
     The message is shown to users as is, so it never contains the API key.
     """
 
-    def __init__(self, message: str, fatal: bool = False, transient: bool = False):
+    def __init__(self, message: str, fatal: bool = False, transient: bool = False,
+                 bad_answer: bool = False, cancelled: bool = False):
         super().__init__(message)
         self.fatal = fatal
-        self.transient = transient
+        self.transient = transient or bad_answer
+        self.bad_answer = bad_answer
+        self.cancelled = cancelled

@@ -264,18 +264,15 @@ def _plural(n: int, one: str, many: str) -> str:
     return one if n == 1 else many
 
 
-def explain(features: ClusterFeatures) -> str:
-    """The reason text: the evidence found, most telling first, and the score it adds up to."""
+def metrics_text(features: ClusterFeatures) -> str:
+    """The numbers behind a verdict, most telling first, and the score they add up to.
+
+    Shown on hover beside the reason and kept in the proposal's raw JSON (`metrics`); never the
+    reason itself, which a few-shot prompt would teach the model to imitate.
+    """
     n = len(features.samples)
     parts = []
-    kinds = [
-        ("file_name", "file names"),
-        ("placeholder", "placeholders"),
-        ("url", "bare URLs"),
-        ("empty", "empty"),
-        ("garbled", "garbled (mojibake or replacement characters)"),
-    ]
-    found = [(features.count(attr), label) for attr, label in kinds if features.count(attr)]
+    found = [(features.count(attr), label) for attr, label, _ in _KINDS if features.count(attr)]
     if found:
         first, *rest = found
         parts.append(f"{first[0]} of {n} captions are {first[1]}" + "".join(f", {c} are {lab}" for c, lab in rest))
@@ -295,6 +292,90 @@ def explain(features: ClusterFeatures) -> str:
         parts.insert(0, "no file names, placeholders, garbled text or near-duplicates")
     text = "; ".join(parts)
     return f"{text[0].upper()}{text[1:]}. Offline score {features.score:.2f} (Unacceptable at {THRESHOLD:.1f})."
+
+
+# (attribute, plural label for the metrics, (plural, singular) for the plain sentence)
+_KINDS = [
+    ("file_name", "file names", ("file names", "a file name")),
+    ("placeholder", "placeholders", ("placeholder alt text", "placeholder alt text")),
+    ("url", "bare URLs", ("bare URLs", "a bare URL")),
+    ("empty", "empty", ("empty", "empty")),
+    ("garbled", "garbled (mojibake or replacement characters)", ("garbled text", "garbled text")),
+]
+
+
+def _share(k: int, n: int) -> str:
+    """How many of the captions, in the words a curator uses."""
+    if k == 1:
+        return "one"
+    if k == n:
+        return "all"
+    fraction = k / n
+    return "nearly all" if fraction >= 0.8 else "most" if fraction >= 0.5 else "many" if fraction >= 0.3 else "a few"
+
+
+def _findings(features: ClusterFeatures) -> list[tuple[str, str]]:
+    """What is wrong with the captions, biggest share first: (how many, what) without numbers."""
+    n = max(len(features.samples), 1)
+    counted = [(features.count(attr), words) for attr, _, words in _KINDS if features.count(attr)]
+    counted.sort(key=lambda kw: -kw[0])
+    out = [(_share(k, n), f"is {words[1]}" if k == 1 else f"are {words[0]}") for k, words in counted]
+    if features.duplicates:
+        out.append((_share(features.duplicates, n), "repeat each other"))
+    explicit = sorted({t for s in features.samples for t in s.explicit})
+    if explicit:
+        k = features.count("explicit")
+        out.append((_share(k, n), f"{'uses' if k == 1 else 'use'} explicit terms ({', '.join(explicit)})"))
+    if features.median_words < TERSE_MEDIAN_WORDS:
+        out.append(("most", "are only a word or two"))
+    elif features.lexical_diversity < LOW_DIVERSITY:
+        out.append(("", "they reuse the same few words"))
+    return out
+
+
+def _clauses(findings: list[tuple[str, str]], noun: bool) -> str:
+    """'most captions are file names, a few repeat each other and one uses explicit terms (...)'."""
+    parts = []
+    for i, (share, what) in enumerate(findings):
+        if not share:
+            parts.append(what)
+            continue
+        name = ("caption" if share == "one" else "captions") if noun and i == 0 else ""
+        parts.append(" ".join(w for w in (share, name, what) if w))
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def explain(features: ClusterFeatures) -> str:
+    """The reason: one plain sentence a curator would write, with no scores or counts.
+
+    A reviewer reads it beside the samples, and an accepted proposal's reason is offered as a
+    few-shot example's reason, so it must read like a curator's judgement, not a metric dump
+    (the numbers are in `metrics_text`).
+    """
+    findings = _findings(features)
+    if features.verdict is Verdict.UNACCEPTABLE:
+        said = _clauses(findings, noun=True) if findings else "the captions say little about their images"
+        return f"{_capital(said)}: {_CONCLUSION[max(features.contributions, key=features.contributions.get)]}."
+    terse = ("most", "are only a word or two") in findings
+    findings = [f for f in findings if f != ("most", "are only a word or two")]
+    start = "Short but real captions" if terse else "Mostly real, descriptive captions"
+    if not findings:
+        return f"{start}." if terse else "Varied, descriptive captions with no file names, placeholders, garbled text or repeats."
+    return f"{start}; {_clauses(findings, noun=False)}, not enough to reject it."
+
+
+# The end of an Unacceptable reason, after the consideration that weighs most.
+_CONCLUSION = {
+    "quality": "too little real description to keep",
+    "repetition": "too repetitive to keep",
+    "ethics": "not suitable to train on",
+    "diversity": "too little real description to keep",
+    "informative": "too little real description to keep",
+}
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class OfflineJudge:
@@ -318,6 +399,8 @@ class OfflineJudge:
         raw = json.dumps(
             {
                 "verdict": features.verdict.value,
+                "reason": reason,
+                "metrics": metrics_text(features),
                 "score": features.score,
                 "contributions": features.contributions,
                 "lexical_diversity": features.lexical_diversity,
@@ -337,4 +420,16 @@ class OfflineJudge:
         )
 
 
-__all__ = ["OfflineJudge", "ClusterFeatures", "SampleFeatures", "cluster_features", "explain"]
+def metrics_of(raw: str) -> str | None:
+    """The numbers behind an offline proposal (its raw JSON's `metrics`), for a hover text;
+    None for another judge's raw answer or an older offline proposal that has none."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    metrics = value.get("metrics") if isinstance(value, dict) else None
+    return metrics if isinstance(metrics, str) else None
+
+
+__all__ = ["OfflineJudge", "ClusterFeatures", "SampleFeatures", "cluster_features", "explain", "metrics_text",
+           "metrics_of"]

@@ -9,6 +9,7 @@
 - `queue`: the review queue and holds.
 - `curation`: prompt versions, settings, few-shot examples, guidelines, rechecks.
 - `exports`: counts and the one-query label export.
+- `evidence`: the pool profile from an assignments file and the subset-so-far sums.
 
 `Store` is the one object the rest of the code opens; each module contributes the methods of
 its tables (the same split as sqlite-utils' per-table objects, kept as one object so callers
@@ -30,6 +31,7 @@ from clusterqc.store.connection import DEFAULT_DB, ENV_DB, Connection, resolve_d
 from clusterqc.store.curation import CurationTables
 from clusterqc.store.datasets import DatasetError, DatasetTable, check_dataset_name, name_from_stem
 from clusterqc.store.decisions import DecisionTable
+from clusterqc.store.evidence import POOL_PROFILE_SETTING, EvidenceQueries
 from clusterqc.store.exports import ExportQueries
 from clusterqc.store.proposals import ProposalTable
 from clusterqc.store.queue import HOLD_SECONDS, QUEUE_FILTERS, QUEUE_SORTS, RECHECK_FILTER, ReviewQueue
@@ -37,7 +39,8 @@ from clusterqc.store.schema import DEFAULT_DATASET, migrations
 
 
 class Store(
-    ClusterTable, ProposalTable, DecisionTable, ReviewQueue, CurationTables, ExportQueries, DatasetTable, Connection
+    ClusterTable, ProposalTable, DecisionTable, ReviewQueue, CurationTables, ExportQueries, EvidenceQueries,
+    DatasetTable, Connection
 ):
     """One SQLite database file. Cheap to open; open one per process, thread or session."""
 
@@ -53,6 +56,7 @@ __all__ = [
     "DatasetError",
     "ENV_DB",
     "HOLD_SECONDS",
+    "POOL_PROFILE_SETTING",
     "QUEUE_FILTERS",
     "QUEUE_SORTS",
     "RECHECK_FILTER",

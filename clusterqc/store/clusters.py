@@ -63,6 +63,7 @@ def _cluster_from_row(row: sqlite3.Row | dict[str, Any]) -> Cluster:
         furthest=tuple(Sample.from_json(s) for s in json.loads(row["furthest"])),
         size=row["size"],
         dataset=row["dataset"],
+        stats=json.loads(row["stats"]) if row["stats"] else None,
     )
 
 
@@ -70,11 +71,14 @@ def _cluster_from_row(row: sqlite3.Row | dict[str, Any]) -> Cluster:
 # One encoder for every row: json.dumps builds a new one per call, which dominated imports.
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _quote = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for a str
+_STATS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, allow_nan=False).encode
 _text = attrgetter("text")
 _STR = repeat(str)  # map(isinstance, items, _STR): a type check per item at C speed
 
 # The columns an import writes, in the order `_cluster_values` gives them.
-_ROW_COLUMNS = ("dataset", "id", "nkey", "closest", "furthest", "size", "source", "content_hash", "imported_at")
+_ROW_COLUMNS = (
+    "dataset", "id", "nkey", "closest", "furthest", "size", "source", "content_hash", "imported_at", "stats",
+)
 _HASH_AT = _ROW_COLUMNS.index("content_hash")
 _KEY = slice(0, 2)  # (dataset, id)
 _SOURCE_AT = _ROW_COLUMNS.index("source")
@@ -91,7 +95,7 @@ def _samples_json(samples: Sequence[str | Sample]) -> str:
         return "[" + ", ".join(map(_quote, samples)) + "]"
     if any(map(isinstance, samples, _STR)):  # a record mixing bare captions and Samples
         samples = [s if isinstance(s, Sample) else Sample(s) for s in samples]
-    if all(s.uid is None and s.url is None for s in samples):
+    if all(s.uid is None and s.url is None and s.clip_score is None for s in samples):
         return "[" + ", ".join(map(_quote, map(_text, samples))) + "]"
     return _ENCODE([s.to_json() for s in samples])
 
@@ -106,11 +110,15 @@ def _cluster_values(
     """
     closest = _samples_json(cluster.closest)
     furthest = _samples_json(cluster.furthest)
+    stats = None if cluster.stats is None else _STATS_JSON(cluster.stats)
     # Byte for byte the payload Cluster.content_hash() hashes (sort_keys order: closest,
-    # furthest, size; sample keys text/uid/url are already sorted), built from the two strings
-    # above instead of encoding every sample a second time. tests/test_ingest.py checks equality.
+    # furthest, size, stats; sample keys clip_score/text/uid/url are already sorted), built from
+    # the strings above instead of encoding every sample a second time. tests/test_ingest.py
+    # checks equality. `stats` is in it only when the cluster has some (older hashes unchanged).
     payload = (
-        f'{{"closest": {closest}, "furthest": {furthest}, "size": {"null" if cluster.size is None else int(cluster.size)}}}'
+        f'{{"closest": {closest}, '
+        f'"furthest": {furthest}, "size": {"null" if cluster.size is None else int(cluster.size)}'
+        + ("}" if stats is None else f', "stats": {stats}}}')
     )
     return (
         cluster.dataset or dataset,
@@ -122,6 +130,7 @@ def _cluster_values(
         source,
         hashlib.sha256(payload.encode("utf-8")).hexdigest(),
         now,
+        stats,
     )
 
 
@@ -293,6 +302,11 @@ class ClusterTable(DatasetTable):
     def get_cluster(self, cluster_id: str, dataset: str | None = None) -> Cluster | None:
         row = self._one("SELECT * FROM clusters WHERE dataset = ? AND id = ?", (self._dataset(dataset), cluster_id))
         return _cluster_from_row(row) if row else None
+
+    def known_cluster_ids(self, ids: Iterable[str], dataset: str | None = None) -> set[str]:
+        """Which of `ids` are clusters of the dataset (import-decisions checks every row first)."""
+        ds = self._dataset(dataset)
+        return {cid for _, cid in self._existing_hashes(self.conn, [(ds, i) for i in ids])}
 
     def cluster_ids(self, dataset: str | None = None) -> list[str]:
         """Ids in natural order: of one dataset, or of all (by dataset, then id)."""

@@ -8,6 +8,7 @@ from the log alone.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from clusterqc.model import Decision, Verdict
@@ -60,38 +61,87 @@ class DecisionTable(DatasetTable):
             raise ValueError("a decision needs a reviewer name")
         verdict = Verdict(verdict)
         ds = self._dataset(dataset)
+        return self._write(
+            lambda conn: self._decide_in(conn, ds, cluster_id, reviewer, verdict, proposal_id, note, guideline)
+        )
 
-        def write(conn: sqlite3.Connection) -> Decision:
-            found = conn.execute(
-                "SELECT content_hash FROM clusters WHERE dataset = ? AND id = ?", (ds, cluster_id)
-            ).fetchone()
-            content_hash = found[0] if found else ""  # no such cluster: the foreign key refuses it
-            agrees = self._agrees(conn, ds, cluster_id, content_hash, proposal_id, verdict)
-            row = {
-                "dataset": ds,
-                "cluster_id": cluster_id,
-                "content_hash": content_hash,
-                "reviewer": reviewer.strip(),
-                "verdict": verdict.value,
-                "action": "decide",
-                "reverts": None,
-                "proposal_id": proposal_id,
-                "agrees": agrees,
-                "note": note or "",
-                # Unless the caller says otherwise, a decision is made under the current guideline
-                # (few-shot curation: lets later guideline changes queue it for a second look).
-                "guideline": guideline if guideline is not None else current_guideline(conn),
-                "created_at": utcnow(),
-            }
-            row["id"] = self._append_decision(conn, row)
-            self._set_label(conn, row)
-            conn.execute(
-                "DELETE FROM holds WHERE dataset = ? AND cluster_id = ? AND reviewer = ?",
-                (ds, cluster_id, row["reviewer"]),
-            )
-            return Decision(**{**row, "verdict": verdict, "agrees": None if agrees is None else bool(agrees)})
+    def decide_many(
+        self, reviewer: str, rows: Sequence[tuple[str, Verdict, str]], dataset: str | None = None
+    ) -> list[Decision]:
+        """Append many (cluster_id, verdict, note) decisions by one reviewer in ONE transaction.
 
-        return self._write(write)
+        Each row goes through exactly the path `decide` takes (same labels, review counts,
+        guideline), so an imported decision is indistinguishable from one made on the Review
+        page; any failure rolls the whole batch back (import-decisions is all or nothing).
+        """
+        if not reviewer or not reviewer.strip():
+            raise ValueError("a decision needs a reviewer name")
+        items = [(cid, Verdict(v), note) for cid, v, note in rows]
+        ds = self._dataset(dataset)
+        return self._write(
+            lambda conn: [self._decide_in(conn, ds, cid, reviewer, v, None, note, None) for cid, v, note in items]
+        )
+
+    def _decide_in(
+        self,
+        conn: sqlite3.Connection,
+        ds: str,
+        cluster_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        proposal_id: int | None,
+        note: str,
+        guideline: str | None,
+    ) -> Decision:
+        """One decision inside the caller's transaction: the log row, the label, the hold, the skip.
+
+        The decision records the content hash the cluster has now: a later `import --replace`
+        with other content leaves it in the log but no longer lets it form the label.
+        """
+        found = conn.execute("SELECT content_hash FROM clusters WHERE dataset = ? AND id = ?", (ds, cluster_id)).fetchone()
+        content_hash = found[0] if found else ""  # no such cluster: the foreign key refuses it
+        agrees = self._agrees(conn, ds, cluster_id, content_hash, proposal_id, verdict)
+        row = {
+            "dataset": ds,
+            "cluster_id": cluster_id,
+            "content_hash": content_hash,
+            "reviewer": reviewer.strip(),
+            "verdict": verdict.value,
+            "action": "decide",
+            "reverts": None,
+            "proposal_id": proposal_id,
+            "agrees": agrees,
+            "note": note or "",
+            # Unless the caller says otherwise, a decision is made under the current guideline
+            # (few-shot curation: lets later guideline changes queue it for a second look).
+            "guideline": guideline if guideline is not None else current_guideline(conn),
+            "created_at": utcnow(),
+        }
+        row["id"] = self._append_decision(conn, row)
+        self._set_label(conn, row)
+        who = (ds, cluster_id, row["reviewer"])
+        conn.execute("DELETE FROM holds WHERE dataset = ? AND cluster_id = ? AND reviewer = ?", who)
+        # A decided cluster is no longer one of the reviewer's skips (m006).
+        conn.execute("DELETE FROM review_skips WHERE dataset = ? AND cluster_id = ? AND reviewer = ?", who)
+        return Decision(**{**row, "verdict": verdict, "agrees": None if agrees is None else bool(agrees)})
+
+    def accept_proposal(self, reviewer: str, proposal_id: int, note: str = "") -> Decision:
+        """Accept exactly the proposal that was shown: its cluster, its verdict and its id.
+
+        Why: "Accept" means "the verdict on the screen". Looking up the cluster's latest
+        proposal at click time records a newer answer's verdict (maybe the opposite) under the
+        old one's id; proposals are never rewritten, so the id alone fixes what was accepted.
+        """
+
+        prow = self._one("SELECT dataset, cluster_id, verdict FROM proposals WHERE id = ?", (proposal_id,))
+        if prow is None:
+            raise ValueError(f"proposal {proposal_id} does not exist")
+        if prow["verdict"] is None:
+            raise ValueError(f"proposal {proposal_id} has no parsed verdict to accept; decide the cluster instead")
+        return self.decide(
+            prow["cluster_id"], reviewer, Verdict(prow["verdict"]), proposal_id=proposal_id, note=note,
+            dataset=prow["dataset"],
+        )
 
     @staticmethod
     def _agrees(
@@ -257,15 +307,20 @@ class DecisionTable(DatasetTable):
 
         self._write(write)
 
+    def decisions_since(self, since: str | None, dataset: str | None = None) -> int:
+        """Verdicts appended after `since` (an ISO time; None: all of them), undos not counted."""
+        ds = self._scope(dataset)
+        return self._one(
+            "SELECT count(*) FROM decisions d WHERE action = 'decide' AND (:since IS NULL OR created_at > :since)"
+            + _in("d", ds),
+            {"since": since, "ds": ds},
+        )[0]
+
     def reviewers(self, dataset: str | None = None) -> list[str]:
         ds = self._scope(dataset)
         return [r[0] for r in self._all(
             "SELECT DISTINCT reviewer FROM decisions d WHERE 1" + _in("d", ds) + " ORDER BY reviewer", {"ds": ds}
         )]
-
     def reviewer_label_count(self, reviewer: str, dataset: str | None = None) -> int:
         """How many clusters `reviewer` currently has a verdict on (an index range on labels)."""
-        ds = self._scope(dataset)
-        return self._one(
-            "SELECT count(*) FROM labels l WHERE reviewer = :me" + _in("l", ds), {"me": reviewer, "ds": ds}
-        )[0]
+theirs-placeholder2

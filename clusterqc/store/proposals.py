@@ -41,6 +41,7 @@ def _proposal_from_row(row: sqlite3.Row) -> Proposal:
         created_at=row["created_at"],
         dataset=row["dataset"],
         content_hash=row["content_hash"],
+        confidence=row["confidence"],
     )
 
 
@@ -67,9 +68,9 @@ class ProposalTable(DatasetTable):
         # An unknown cluster gets content_hash '' and then fails the foreign key, as before.
         cur = conn.execute(
             "INSERT OR IGNORE INTO proposals (dataset, cluster_id, content_hash, judge, prompt_version, verdict,"
-            " reason, raw, parse_error, latency_s, prompt_tokens, completion_tokens, created_at)"
+            " reason, raw, parse_error, latency_s, prompt_tokens, completion_tokens, created_at, confidence)"
             " VALUES (:ds, :cid, coalesce(:hash, (SELECT content_hash FROM clusters WHERE dataset = :ds"
-            " AND id = :cid), ''), :judge, :pv, :verdict, :reason, :raw, :err, :lat, :pt, :ct, :at)",
+            " AND id = :cid), ''), :judge, :pv, :verdict, :reason, :raw, :err, :lat, :pt, :ct, :at, :conf)",
             {
                 "ds": dataset,
                 "cid": p.cluster_id,
@@ -84,6 +85,7 @@ class ProposalTable(DatasetTable):
                 "pt": p.prompt_tokens,
                 "ct": p.completion_tokens,
                 "at": p.created_at or utcnow(),
+                "conf": p.confidence,
             },
         )
         return cur.lastrowid if cur.rowcount else None
@@ -199,6 +201,26 @@ class ProposalTable(DatasetTable):
                 {"ds": ds},
             )
         ]
+
+    def proposal_raws(
+        self, judge: str, prompt_version: str, ids: Iterable[str], dataset: str | None = None
+    ) -> dict[str, str]:
+        """cluster id -> raw answer of this judge and prompt version, for the given clusters of a dataset."""
+        return {
+            r[0]: r[1]
+            for r in self._all(
+                "SELECT cluster_id, raw FROM proposals WHERE dataset = ? AND judge = ? AND prompt_version = ?"
+                " AND cluster_id IN (SELECT value FROM json_each(?))",
+                (self._dataset(dataset), judge, prompt_version, json.dumps(list(ids))),
+            )
+        }
+
+    def newest_proposal_time(self, judge: str, dataset: str | None = None) -> str | None:
+        """When `judge` last stored a proposal (the learned judge: when it was last trained)."""
+        ds = self._scope(dataset)
+        return self._one(
+            "SELECT max(created_at) FROM proposals p WHERE judge = :judge" + _in("p", ds), {"judge": judge, "ds": ds}
+        )[0]
 
     def has_proposals(self, dataset: str | None = None) -> bool:
         """Whether any judge has answered yet (the Review page offers the offline judge if not)."""

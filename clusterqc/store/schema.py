@@ -422,3 +422,55 @@ def _m005_rebuild(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE prompts SET examples = ? WHERE version = ?",
                          (json.dumps(changed, ensure_ascii=False), version))
     conn.execute("DROP TABLE _m005_map")
+
+
+@migrations()
+def m006_review_skips(db: sqlite_utils.Database) -> None:
+    """Skips per reviewer, so a new tab or a restart does not bring a skipped cluster back.
+
+    One row per (reviewer, cluster): skipping again only refreshes the time; revisiting the
+    skipped ones deletes the reviewer's rows; deciding a cluster deletes that reviewer's row.
+    """
+    db.execute(
+        """CREATE TABLE review_skips (
+            reviewer TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            cluster_id TEXT NOT NULL,
+            skipped_at TEXT NOT NULL,
+            PRIMARY KEY (reviewer, dataset, cluster_id),
+            FOREIGN KEY (dataset, cluster_id) REFERENCES clusters(dataset, id)
+        )"""
+    )
+
+
+@migrations()
+def m007_learned_judge(db: sqlite_utils.Database) -> None:
+    """The learned judge (issue 15): a proposal can carry how sure its judge is.
+
+    `confidence` is the judge's probability for the verdict it proposes (0.5-1; NULL for judges
+    that give none). The "least certain first" queue walks (judge, confidence) in order and
+    checks each row is its cluster's newest learned proposal, one step of (dataset, cluster_id, judge, id).
+    """
+    db.execute("ALTER TABLE proposals ADD COLUMN confidence REAL")
+    db.execute("CREATE INDEX proposals_cluster_judge ON proposals (dataset, cluster_id, judge, id)")
+    db.execute("CREATE INDEX proposals_judge_confidence ON proposals (judge, confidence)")
+
+
+@migrations()
+def m008_cluster_evidence(db: sqlite_utils.Database) -> None:
+    """Pool evidence (issue 14): a cluster's `stats` object from its file, as JSON (NULL when the
+    file had none; a sample's `clip_score` stays inside the sample JSON), and the pool profile
+    read from an assignments file: per cluster, how many of its samples the pool's CLIP-score
+    cut (DataComp's top 30% baseline) keeps, so the sidebar can set verdicts beside that
+    baseline with one SUM. The profile itself (size, quantiles, cut, file hash) is one JSON
+    row in `settings` (key `pool_profile`)."""
+    db.execute("ALTER TABLE clusters ADD COLUMN stats TEXT")
+    db.execute(
+        """CREATE TABLE pool_clusters (
+            dataset TEXT NOT NULL,
+            cluster_id TEXT NOT NULL,
+            n_samples INTEGER NOT NULL,
+            n_above_cut INTEGER NOT NULL,
+            PRIMARY KEY (dataset, cluster_id)
+        )"""
+    )

@@ -22,6 +22,8 @@ import streamlit as st
 from clusterqc import bootstrap
 from clusterqc.review import FILTER_LABELS, MAX_WANTED, SORT_LABELS, QueueSettings, Reviewer, resolve_reviewer
 from clusterqc.store import Store, resolve_db_path
+from clusterqc.store.connection import UnusableDatabase
+from clusterqc.ui import evidence as evidence_ui
 
 _LOG = logging.getLogger("clusterqc.ui")
 STORES_KEY = "_cqc_stores"
@@ -121,6 +123,8 @@ def get_store() -> Store:
         try:
             store = Store(path)
             started = bootstrap.ensure_started(store)
+        except UnusableDatabase as exc:  # already one line naming the file (foreign, newer, not SQLite)
+            raise DBUnavailable(f"cannot open {exc}") from exc
         except (sqlite3.Error, OSError) as exc:
             raise DBUnavailable(f"cannot open {path}: {one_line(exc)}") from exc
         stores[key] = store
@@ -269,8 +273,17 @@ def show_dataset(ctx: AppContext) -> None:
         st.caption(f"Dataset: {ctx.dataset}")
 
 
-def render_sidebar(store: Store) -> AppContext:
-    """The shared sidebar; also leaves an AppContext for the pages of this run."""
+QUEUE_WIDGETS = (K_BLIND, K_FILTER, K_SORT, K_SEARCH)
+
+
+def render_sidebar(store: Store, queue_controls: bool = True) -> AppContext:
+    """The shared sidebar; also leaves an AppContext for the pages of this run.
+
+    The queue controls (blind mode, queue, sort, search, jump) only show on the pages they
+    act on (`queue_controls`); elsewhere their last values are kept for when they come back.
+    Those pages draw their own progress line (a key press reruns only their card), so the
+    sidebar's progress bars are left to the other pages.
+    """
     with st.sidebar:
         dataset = dataset_picker(store)
         st.text(f"Database: {store.path}")
@@ -282,13 +295,26 @@ def render_sidebar(store: Store) -> AppContext:
             "Reviews wanted per cluster", options=list(range(1, MAX_WANTED + 1)), key=K_WANTED,
             on_change=_save_wanted, args=(store,),
         )
-        blind = st.toggle("Blind mode", key=K_BLIND, help="Hide proposals until you have decided the cluster.")
-        flt = st.selectbox("Queue", list(FILTER_LABELS), format_func=FILTER_LABELS.__getitem__, key=K_FILTER)
-        sort = st.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key=K_SORT)
-        search = st.text_input("Search samples", key=K_SEARCH, placeholder="text in any caption")
-        st.text_input("Jump to cluster id", key=K_JUMP, on_change=_request_jump, placeholder="e.g. Cluster_12")
+        if queue_controls:
+            blind = st.toggle("Blind mode", key=K_BLIND, help="Hide proposals until you have decided the cluster.")
+            flt = st.selectbox("Queue", list(FILTER_LABELS), format_func=FILTER_LABELS.__getitem__, key=K_FILTER)
+            sort = st.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key=K_SORT)
+            search = st.text_input("Search samples", key=K_SEARCH, placeholder="text in any caption")
+            st.text_input("Jump to cluster id", key=K_JUMP, on_change=_request_jump, placeholder="e.g. Cluster_12")
+        else:
+            for key in QUEUE_WIDGETS:  # keep the values while the widgets are not drawn
+                if key in st.session_state:
+                    st.session_state[key] = st.session_state[key]
+            blind, flt = st.session_state.get(K_BLIND, False), st.session_state.get(K_FILTER)
+            sort, search = st.session_state.get(K_SORT), st.session_state.get(K_SEARCH, "")
         slot = st.empty()
-        reviewed, mine, total = _show_progress(slot, store, reviewer.name, dataset)
+        if queue_controls:  # the review pages show progress at the top, redrawn with each key
+            slot = None
+            (reviewed, total), mine = cluster_counts(store, dataset), 0
+        else:
+            reviewed, mine, total = _show_progress(slot, store, reviewer.name, dataset)
+        if dataset is not None:
+            evidence_ui.sidebar(store, dataset)
     settings = QueueSettings(filter=flt or "unreviewed", sort=sort or "id", wanted=stored_wanted(store),
                              search=(search or "").strip(), dataset=dataset)
     ctx = AppContext(store.path, reviewer, settings, bool(blind), reviewed, mine, total, slot, dataset)

@@ -138,7 +138,10 @@ def _example_editor(store: Store, cand: fewshot.Candidate) -> None:
         key = _reason_key(cand.ref)
         if key not in st.session_state:
             st.session_state[key] = cand.reason
-        st.text_input("Reason", key=key, label_visibility="collapsed", placeholder="why this verdict")
+        evidence = fewshot.reason_evidence(store, cand.cluster_id, cand.dataset)
+        # The label stays visible: a collapsed label hides the help icon, the evidence's only place.
+        st.text_input("Reason the prompt will teach", key=key, placeholder="why this verdict",
+                      help=f"What the offline judge measured: {evidence}" if evidence else None)
 
 
 def build_form(store: Store, chosen: list[str], reviewer: str | None) -> None:

@@ -7,6 +7,11 @@ API keys: a key typed here is moved out of the password widget into a plain sess
 entry the moment it is entered, and the widget is cleared, so it is never rendered again
 (not even behind the widget's "show" eye). It lives only in this browser session: never
 written to the store, a file, a log, or a message (errors are passed through `redact`).
+
+Endpoint text (error bodies, stop reasons, answers) is untrusted: a 401 body once showed a
+bold phishing link and made the browser fetch a server's image. Alert boxes here hold only
+our own fixed words; whatever came from an endpoint or a setting goes below them in
+`st.text`, which never interprets Markdown or HTML.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from clusterqc import fewshot
 from clusterqc.judges.offline import OfflineJudge
 from clusterqc.prompt import SYSTEM_MESSAGE, PromptTemplate
 from clusterqc.propose import DEFAULT_CONCURRENCY, BatchJob, make_judge
-from clusterqc.settings import EndpointConfig, SettingsError, resolve_endpoint
+from clusterqc.settings import DEFAULT_MAX_TOKENS, EndpointConfig, SettingsError, resolve_endpoint, scrub_url
 from clusterqc.store import Store
 
 K_KIND = "cqc_p_kind"
@@ -103,19 +108,26 @@ def _prompt_choice(store: Store) -> PromptTemplate:
 
 def _llm_choice(store: Store, base: EndpointConfig) -> Choice:
     model = st.text_input("Model", value=base.model, key=K_MODEL)
-    url = st.text_input("Endpoint (base URL)", value=base.base_url or "", key=K_URL,
+    # A configured URL's user:password@ is never put on the page: the field shows it masked,
+    # and an unchanged field means the configured URL itself.
+    shown = scrub_url(base.base_url) if base.base_url else ""
+    url = st.text_input("Endpoint (base URL)", value=shown, key=K_URL,
                         placeholder="https://api.openai.com/v1 · http://localhost:11434/v1 (Ollama)")
+    if url and url == shown:
+        url = base.base_url or url
     _key_widgets(base)
     template = _prompt_choice(store)
     with st.expander("Limits and timeouts"):
-        max_tokens = st.number_input("Max tokens per answer (0: no cap)", 0, 32_000, 0, key=K_MAX_TOKENS)
-        timeout = st.number_input("Timeout per attempt (s)", 1.0, 600.0, 60.0, key=K_TIMEOUT)
+        max_tokens = st.number_input("Max tokens per answer (0: no cap)", 0, 32_000, DEFAULT_MAX_TOKENS,
+                                     key=K_MAX_TOKENS)
+        timeout = st.number_input("Timeout per attempt (s)", 1.0, 600.0, 60.0, key=K_TIMEOUT,
+                                  help="From connecting to the last byte of the answer; Stop ends a run within it.")
         rpm = st.number_input("Requests per minute (0: no limit)", 0, 1_000_000, 0, key=K_RPM)
         tpm = st.number_input("Tokens per minute (0: no limit)", 0, 100_000_000, 0, key=K_TPM)
     try:
         config = resolve_endpoint(
             model=model or None, base_url=url or None, api_key=st.session_state.get(K_KEY),
-            environ=os.environ, secrets=secrets_dict(), max_tokens=int(max_tokens) or None,
+            environ=os.environ, secrets=secrets_dict(), max_tokens=int(max_tokens),
             timeout=float(timeout), rpm=float(rpm) or None, tpm=float(tpm) or None,
         )
     except SettingsError as exc:
@@ -200,9 +212,18 @@ def _job_view() -> None:
     _summary(job)
 
 
+def _alert(kind: str, title: str, *details: str) -> None:
+    """A coloured box with our own fixed title, and the untrusted details below it as plain text."""
+    icons = {"error": ":material/error:", "warning": ":material/warning:", "success": ":material/check_circle:"}
+    getattr(st, kind)(title, icon=icons[kind])
+    for detail in details:
+        if detail:
+            st.text(detail)
+
+
 def _summary(job: BatchJob) -> None:
     if job.error:
-        st.error(f"The run failed: {job.error}", icon=":material/error:")
+        _alert("error", "The run failed.", job.error)
         return
     result = job.result
     if result is None:
@@ -211,12 +232,17 @@ def _summary(job: BatchJob) -> None:
     line = (f"{p.proposed} proposed ({p.unparsed} unparsed), {p.failed} failed, {result.remaining} left"
             f" · {result.judge} @ {result.prompt_version} · {result.elapsed_s:.1f} s")
     if result.stopped:
-        st.error(f"Stopped: {result.stopped}", icon=":material/error:")
-        st.text(line)
+        _alert("error", "Stopped before the end. The reason (as the endpoint or the judge gave it):",
+               result.stopped, line)
     elif result.cancelled:
-        st.warning(f"Stopped by you. {line}", icon=":material/stop_circle:")
+        _alert("warning", "Stopped by you. Every answer received is stored.", line)
+    elif p.failed and not (p.proposed or p.already):
+        _alert("error", "Every request failed: nothing was proposed. The last error:", p.last_error or "", line)
+    elif p.failed:
+        _alert("warning", "Finished, but some requests failed (see Failures below); run again to retry them.",
+               line)
     else:
-        st.success(line, icon=":material/check_circle:")
+        _alert("success", "Finished.", line)
 
 
 def job_status() -> None:
@@ -241,10 +267,12 @@ def page(store: Store, dataset: str | None = None) -> None:
     """The whole page, top to bottom as the screen reads; it works on the sidebar's dataset."""
     choice = judge_choice(store)
     if choice.problem:
-        st.error(choice.problem, icon=":material/error:")
+        _alert("error", "This setting cannot work:", choice.problem)
     pending = store.pending_cluster_ids(choice.name, choice.prompt_version, dataset=dataset)
     total = store.count_clusters(dataset)
-    st.text(f"{len(pending)} of {total} clusters have no proposal yet from {choice.name} @ {choice.prompt_version}.")
+    done = total - len(pending)  # say what is done, then what is left
+    st.text(f"{done} of {total} clusters have a proposal from {choice.name} @ {choice.prompt_version}"
+            + (f"; {len(pending)} still to run." if pending else "."))
     with st.expander("Preview the prompt", expanded=False):
         preview(store, choice, pending, dataset)
     run_controls(store, choice, len(pending), dataset)

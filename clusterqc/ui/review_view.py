@@ -1,35 +1,38 @@
-"""The Review page's widgets: one cluster, its proposals, its history, the action keys.
+"""The Review page's widgets: one cluster card on one screen, decided by keyboard.
 
 Everything that came from a file or a model (captions, ids, reasons, raw answers, notes,
-judge names) goes through `st.text`, `st.code` or `st.dataframe`, which show text as text;
-markdown-rendering calls (`st.markdown`, `st.caption`, `st.write`, alert bodies) only ever
-get our own fixed strings. A caption like `<img src=x onerror=alert(1)>` stays a caption.
+judge names, file names) goes through `st.text`, `st.code` or `st.dataframe`, which show text
+as text; markdown-rendering calls (`st.markdown`, `st.caption`, `st.badge`, alert bodies) and
+the page's own script/style (`keys.py`) only ever get our own fixed strings. A caption like
+`<img src=x onerror=alert(1)>` stays a caption.
 
-Key presses are buttons with `shortcut=`. Their callbacks only record which key was pressed
-on which cluster (with the note); the page applies it at the top of the next run, so the
-next cluster is on screen in the same rerun.
+Key presses are buttons with `shortcut=`, keyed by the card's token (`review.Card`): the
+callback hands the press with that token to `ReviewSession.press`, which applies it at most
+once and only to the card that was rendered with it. The whole card is drawn into one
+placeholder after everything it shows has been read from the database, so the browser gets
+it in one burst and never shows old samples under the new header.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
 import streamlit as st
 
-from clusterqc import bootstrap
-from clusterqc.review import ACTION_KEYS, ClusterView, ReviewSession, SessionState
+from clusterqc import bootstrap, fewshot
+from clusterqc.review import ACTION_KEYS, Card, ClusterView, ReviewSession, SessionState, human_time, pace, today_start
 from clusterqc.store import Store
-from clusterqc.ui.common import AppContext, K_JUMP_PENDING, forget_counts, one_line
+from clusterqc.ui.common import AppContext, cluster_counts, forget_counts, get_store, one_line
 
 STATE_KEY = "cqc_review_state"
-PENDING_KEY = "cqc_pending_action"
 NOTE_KEY = "cqc_note"
 THUMBS_KEY = "cqc_thumbs"
 LINK_SEEN_KEY = "cqc_link_seen"
 LINK_SET_KEY = "cqc_link_set"
+LINKS_KEPT = 50  # clusters this page put into the URL lately (see follow_links)
+ERROR_KEY = "cqc_review_error"
 EXPORT_PAGE = "views/export.py"
+CAPTION_CHARS = 400  # longer captions are cut here on the card (the full text is in "All captions")
 
 ACTION_LABELS: dict[str, str] = {
     "accept": "Accept",
@@ -42,9 +45,9 @@ ACTION_LABELS: dict[str, str] = {
 ACTION_HELP: dict[str, str] = {
     "accept": "Record the proposal's verdict as yours.",
     "override": "Record the other verdict than the proposal's.",
-    "acceptable": "Record Acceptable.",
-    "unacceptable": "Record Unacceptable.",
-    "skip": "Leave this cluster for now (it comes back when you revisit skipped ones).",
+    "acceptable": "Record Acceptable, whatever the proposal says.",
+    "unacceptable": "Record Unacceptable, whatever the proposal says.",
+    "skip": "Leave this cluster for now; it stays skipped for you (also in a new tab) until you revisit your skips.",
     "undo": "Revert your last decision (appends an undo row) and show that cluster again.",
 }
 VERDICT_COLORS = {"Acceptable": "green", "Unacceptable": "red"}
@@ -54,35 +57,59 @@ def session_state() -> SessionState:
     return st.session_state.setdefault(STATE_KEY, SessionState())
 
 
+def button_key(action: str, card: Card, tone: str = "plain") -> str:
+    """A widget key per action and card: a press on an earlier card's button can never be
+    mistaken for a press on this one (Streamlit keeps callbacks by widget key). The tone (the
+    colour of the verdict it records) is in the key so the page style can colour the button."""
+    return f"cqc_btn_{action}__{tone}__{card.token}"
+
+
 # --------------------------------------------------------------------------- actions
 
 
-def _press(action: str, cluster_id: str) -> None:
-    """Button callback: remember the key and the note, and clear the note for the next cluster."""
-    st.session_state[PENDING_KEY] = (action, cluster_id, st.session_state.get(NOTE_KEY, ""))
-    st.session_state[NOTE_KEY] = ""
-
-
-def apply_pending(session: ReviewSession) -> bool:
-    """Apply the key pressed in the previous run (at most once); True if one was applied."""
-    pending = st.session_state.pop(PENDING_KEY, None)
-    if pending is None:
-        return False
-    action, cluster_id, note = pending
+def _press(action: str, token: str) -> None:
+    """Button callback: apply the key to the card it was pressed on, with the note typed there."""
+    st.session_state.pop(ERROR_KEY, None)
+    note = st.session_state.get(NOTE_KEY, "") or ""
+    session = ReviewSession(get_store(), session_state())
     try:
-        session.act(action, cluster_id, note)
+        decision = session.press(action, token, note)
     except PermissionError as exc:
-        st.warning(str(exc), icon=":material/person:")
+        st.session_state[ERROR_KEY] = str(exc)
+        return
     except ValueError as exc:
-        st.error(one_line(exc), icon=":material/error:")
-    return True
+        st.session_state[ERROR_KEY] = one_line(exc)
+        return
+    if session.state.card is None:  # the press was applied: the note went with it
+        st.session_state[NOTE_KEY] = ""
+    if decision is not None:
+        forget_counts()  # "Reviewed" counts this decision in this rerun, like "Mine"
 
 
-def follow_links(session: ReviewSession) -> None:
-    """Jump to a cluster named in the sidebar field or in the URL (`?cluster=...`)."""
-    wanted = st.session_state.pop(K_JUMP_PENDING, None)
+def show_messages(state: SessionState) -> None:
+    """The line about the last action, a dropped key press, or an error from the callback."""
+    error = st.session_state.pop(ERROR_KEY, None)
+    if error:
+        st.error(error, icon=":material/error:")
+    state.applied = False
+    if state.ignored:
+        st.text("⚠ " + state.ignored)
+        state.ignored = ""
+    elif state.last:
+        st.text("✓ " + state.last)
+
+
+def follow_links(session: ReviewSession, jump_pending_key: str) -> None:
+    """Jump to a cluster named in the sidebar field or in the URL (`?cluster=...`).
+
+    A URL naming a cluster this page itself put there is not a link to follow: a key press
+    sent before the browser saw the newer URL carries the older one, and following it would
+    bring a just-decided cluster back on screen.
+    """
+    wanted = st.session_state.pop(jump_pending_key, None)
     url = st.query_params.get("cluster")
-    if not wanted and url and url not in (st.session_state.get(LINK_SEEN_KEY), st.session_state.get(LINK_SET_KEY)):
+    ours = st.session_state.get(LINK_SET_KEY) or []
+    if not wanted and url and url != st.session_state.get(LINK_SEEN_KEY) and url not in ours:
         wanted = url
     st.session_state[LINK_SEEN_KEY] = url
     if wanted and not session.jump(wanted):
@@ -92,7 +119,8 @@ def follow_links(session: ReviewSession) -> None:
 
 def sync_link(cluster_id: str | None) -> None:
     """Keep `?cluster=` pointing at the cluster on screen, so the URL links to it."""
-    st.session_state[LINK_SET_KEY] = cluster_id
+    ours = [c for c in (st.session_state.get(LINK_SET_KEY) or []) if c != cluster_id]
+    st.session_state[LINK_SET_KEY] = (ours + [cluster_id])[-LINKS_KEPT:] if cluster_id else ours[-LINKS_KEPT:]
     st.session_state[LINK_SEEN_KEY] = cluster_id
     if cluster_id is None:
         if "cluster" in st.query_params:
@@ -101,122 +129,241 @@ def sync_link(cluster_id: str | None) -> None:
         st.query_params["cluster"] = cluster_id
 
 
-def action_bar(view: ClusterView, ctx: AppContext) -> None:
-    """The action buttons (each with its key) and the optional note."""
+# --------------------------------------------------------------------------- the card
+
+
+def progress_line(store: Store, ctx: AppContext) -> None:
+    """Mine / reviewed / all, and today's pace with an estimate of the time left (fresh on every
+    run: it replaces the sidebar's bars on the review pages, which a key press does not redraw)."""
+    reviewed, total = cluster_counts(store, ctx.dataset)
+    mine = store.reviewer_label_count(ctx.reviewer.name, dataset=ctx.dataset) if ctx.reviewer.name else 0
+    wanted = ctx.settings.wanted
+    remaining = total - reviewed if wanted == 1 else store.clusters_needing(wanted, dataset=ctx.dataset)
+    line = f"Mine {mine:,} / {total:,} · Reviewed {reviewed:,} / {total:,}"
+    if ctx.reviewer.name:
+        today, first = store.reviewer_decisions_since(ctx.reviewer.name, today_start())
+        line += " · " + pace(today, first, remaining).line()
+    st.text(line)
+
+
+def card(view: ClusterView, shown: Card, ctx: AppContext, facts: list[str]) -> None:
+    """One cluster on one screen: id and facts beside the proposals, the keys, all 10 samples.
+
+    `facts` is the line under the id: callers (a dataset picker, CLIP statistics) add to it.
+    """
+    top_left, top_right = st.columns([2, 5], gap="small")
+    with top_left:
+        header(view, facts, shown.serial)
+    with top_right:
+        proposals(view, ctx.blind, shown.serial)
+    action_bar(view, shown, ctx)
+    samples(view, shown.serial)
+    with st.container(key=f"cqc_end_{shown.serial}"):  # the card is complete once this is on screen
+        st.text("end of card")
+
+
+def facts_line(view: ClusterView) -> list[str]:
+    """The facts shown under the cluster id (a list, so other features can append theirs)."""
+    info = view.info
+    size = "unknown" if view.cluster.size is None else f"{view.cluster.size:,}"
+    facts = [f"size {size}", f"reviews {info.get('n_reviews', 0)}"]
+    if view.cluster.dataset:
+        facts.append(f"dataset {view.cluster.dataset}")
+    if info.get("source"):
+        facts.append(f"from {Path(str(info['source'])).name}")
+    return facts
+
+
+def header(view: ClusterView, facts: list[str], serial: str) -> None:
+    # Every part of the card carries the card's serial in its key: the page script hides any
+    # part whose serial is not the header's, so a card that is still streaming in never shows
+    # the previous cluster's samples or proposals under the new id.
+    with st.container(key=f"cqc_head_{serial}"):
+        st.code(view.cluster.id, language=None)
+        st.text(" · ".join(facts))
+        if view.my_verdict is not None:
+            st.text(f"You decided: {view.my_verdict.value}")
+
+
+def action_bar(view: ClusterView, shown: Card, ctx: AppContext) -> None:
+    """The action buttons (each with its key, Accept coloured by the verdict it records) and the note."""
     actions = view.actions(ctx.blind)
     disabled = ctx.reviewer.name is None
-    columns = st.columns(len(actions))
-    for column, action in zip(columns, actions):
-        column.button(
-            _action_label(action, view),
-            key=f"cqc_btn_{action}",
-            shortcut=ACTION_KEYS[action],
-            help=ACTION_HELP[action],
-            on_click=_press,
-            args=(action, view.cluster.id),
-            disabled=disabled,
-            type="primary" if action in ("accept", "acceptable") else "secondary",
-            width="stretch",
-        )
-    st.text_input("Note (optional)", key=NOTE_KEY, placeholder="why, if it is not obvious", disabled=disabled)
+    with st.container(key="cqc_actions", horizontal=True, gap="small", vertical_alignment="bottom"):
+        for action in actions:
+            verdict = _records(action, shown)
+            tone = {"Acceptable": "green", "Unacceptable": "red"}.get(verdict or "", "plain")
+            st.button(
+                    _action_label(action, shown),
+                    key=button_key(action, shown, tone),
+                    shortcut=ACTION_KEYS[action],
+                    help=ACTION_HELP[action],
+                    on_click=_press,
+                    args=(action, shown.token),
+                    disabled=disabled,
+                    type="primary" if action == "accept" else "secondary",
+                )
+        st.text_input("Note", key=NOTE_KEY, placeholder="note · Esc leaves · ? keys",
+                      disabled=disabled, label_visibility="collapsed", width=230)
 
 
-def _action_label(action: str, view: ClusterView) -> str:
+def _records(action: str, shown: Card) -> str | None:
+    """The verdict a button records, as its label says."""
+    if action == "accept":
+        return shown.verdict.value if shown.verdict else None
+    if action == "override":
+        return shown.verdict.other.value if shown.verdict else None
+    return {"acceptable": "Acceptable", "unacceptable": "Unacceptable"}.get(action)
+
+
+def _action_label(action: str, shown: Card) -> str:
     """Accept and Override name the verdict they record, so a keystroke is never a guess."""
-    verdict = view.primary.verdict if view.primary is not None else None
-    if action == "accept" and verdict is not None:
-        return f"Accept: {verdict.value}"
-    if action == "override" and verdict is not None:
-        return f"Override: {verdict.other.value}"
+    if action in ("accept", "override") and shown.verdict is not None:
+        return f"{ACTION_LABELS[action]}: {_records(action, shown)}"
     return ACTION_LABELS[action]
 
 
-# --------------------------------------------------------------------------- one cluster
+def samples(view: ClusterView, serial: str) -> None:
+    """The 5 closest and 5 furthest samples side by side (numbered 1-10, as the hints refer to them).
+
+    With thumbnails on, a grid of 5 per row: closest above, furthest below.
+    """
+    thumbs = bool(view.has_urls and st.session_state.get(THUMBS_KEY))
+    closest, furthest = view.cluster.closest, view.cluster.furthest
+    with st.container(key="cqc_samples"):
+        if thumbs:
+            for title, items, start in (("Closest to the centre", closest, 0),
+                                        ("Furthest from the centre", furthest, len(closest))):
+                st.markdown(f"**{title}**")
+                for column, (offset, sample) in zip(st.columns(5, gap="small"), enumerate(items)):
+                    with column:
+                        _thumbnail(sample.url)
+                        _sample(view, start + offset, sample.text, serial)
+            return
+        left, right = st.columns(2, gap="medium")
+        for column, title, items, start in ((left, "Closest to the centre", closest, 0),
+                                            (right, "Furthest from the centre", furthest, len(closest))):
+            with column:
+                st.markdown(f"**{title}**")
+                for offset, sample in enumerate(items):
+                    _sample(view, start + offset, sample.text, serial)
 
 
-def header(view: ClusterView) -> None:
-    info = view.info
-    st.code(view.cluster.id, language=None)
-    size = "unknown" if view.cluster.size is None else f"{view.cluster.size:,}"
-    facts = [f"size: {size}", f"dataset: {view.cluster.dataset or '-'}", f"reviews: {info.get('n_reviews', 0)}"]
-    if info.get("source"):
-        facts.append(f"source: {info['source']}")
-    st.text(" · ".join(facts))
-    if view.my_verdict is not None:
-        st.text(f"You decided this cluster: {view.my_verdict.value}")
+def _sample(view: ClusterView, n: int, text: str, serial: str) -> None:
+    """One caption (clamped to two lines on screen; a click opens it) and its hints as badges."""
+    hints = view.hints[n] if n < len(view.hints) else ()
+    shown = text if len(text) <= CAPTION_CHARS else text[:CAPTION_CHARS] + " …"
+    if not hints:
+        st.text(f"{n + 1}. {shown}")
+        return
+    with st.container(key=f"cqc_sample_{serial}_{n + 1}", horizontal=True, gap="small"):
+        st.text(f"{n + 1}. {shown}")
+        for hint in hints:  # the offline judge's own labels, never caption text
+            st.badge(hint, color="orange")
 
 
-def samples(view: ClusterView) -> None:
-    """The 5 closest and 5 furthest samples, numbered 1-10 as the hints refer to them."""
-    thumbs = view.has_urls and st.toggle("Show thumbnails", key=THUMBS_KEY)
-    left, right = st.columns(2)
-    closest = view.cluster.closest
-    for column, title, items, start in (
-        (left, "Closest to the centre", closest, 0),
-        (right, "Furthest from the centre", view.cluster.furthest, len(closest)),
-    ):
-        with column:
-            st.markdown(f"**{title}**")
-            for offset, sample in enumerate(items):
-                n = start + offset
-                st.text(f"{n + 1}. {sample.text}")
-                hints = view.hints[n] if n < len(view.hints) else ()
-                if hints:
-                    st.text("   ⚑ " + "; ".join(hints))
-                if thumbs and sample.url:
-                    _thumbnail(sample.url)
+def _thumbnail(url: str | None) -> None:
+    """A thumbnail from a URL or a local image file; a visible line when it cannot be loaded.
 
-
-def _thumbnail(url: str) -> None:
-    """A small image from a URL or a local image path; a one-line note when it cannot be shown."""
-    source: Any = url if url.startswith(("http://", "https://")) else Path(url)
-    if isinstance(source, Path) and not source.is_file():
-        st.text(f"(no image at {url})")
+    A local file is opened here, so a missing or broken one says so; a web image that fails
+    in the browser is replaced by the same line by the page script (keys.py).
+    """
+    if not url:
+        st.text("(no image)")
+        return
+    if url.startswith(("http://", "https://")):
+        st.image(url, width="stretch")
         return
     try:
-        st.image(str(source), width=160)
+        from PIL import Image
+
+        with Image.open(url) as img:
+            img.verify()
+        st.image(url, width="stretch")
     except Exception as exc:  # noqa: BLE001 - a broken image must not break the page
-        st.text(f"(image not shown: {one_line(exc)})")
+        st.text(f"image could not be loaded ({one_line(exc)})")
 
 
-def proposals(view: ClusterView, blind: bool) -> None:
+def proposals(view: ClusterView, blind: bool, serial: str = "0") -> None:
+    """Every proposal in a few lines; the one the keys answer is marked."""
     if not view.proposals:
         st.info("No proposal for this cluster yet: decide with 1 (Acceptable) or 2 (Unacceptable).")
         return
     if not view.proposals_visible(blind):
         st.info(f"Blind mode: {len(view.proposals)} proposal(s) hidden until you decide.", icon=":material/visibility_off:")
         return
-    for proposal in view.proposals:
-        with st.container(border=True):
-            if proposal.verdict is None:
-                st.badge("Unparsed", color="gray", icon=":material/help:")
-            else:
-                st.badge(proposal.verdict.value, color=VERDICT_COLORS[proposal.verdict.value])
-            primary = " (Accept / Override answer this one)" if view.primary and proposal.id == view.primary.id else ""
-            st.text(f"{proposal.judge} · prompt {proposal.prompt_version}{primary}")
-            if proposal.reason:
-                st.text(proposal.reason)
-            if proposal.verdict is None:
-                st.text(f"Could not parse: {proposal.parse_error or 'no verdict found'}")
-                st.code(proposal.raw or "(empty answer)", language=None, wrap_lines=True)
+    with st.container(key=f"cqc_proposals_{serial}", gap="small"):
+        for proposal in view.proposals:
+            answered = view.primary is not None and proposal.id == view.primary.id
+            with st.container(border=answered, gap=None, key=f"cqc_prop_{proposal.id}"):
+                with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+                    if proposal.verdict is None:
+                        st.badge("Unparsed", color="gray", icon=":material/help:")
+                    else:
+                        st.badge(proposal.verdict.value, color=VERDICT_COLORS[proposal.verdict.value])
+                    mark = " (Accept / Override answer this one)" if answered else ""
+                    st.text(f"{proposal.judge} · prompt {proposal.prompt_version}{mark}")
+                if proposal.reason:
+                    st.text(proposal.reason)
+                if proposal.verdict is None:
+                    st.text(f"Could not parse: {proposal.parse_error or 'no verdict found'}")
+                    with st.expander("Raw answer"):
+                        st.code(proposal.raw or "(empty answer)", language=None, wrap_lines=True)
+
+
+# --------------------------------------------------------------------------- below the card
+
+
+def below_card(store: Store, view: ClusterView, reviewer: str | None) -> None:
+    """What the curator does not read per cluster: guideline, thumbnails switch, full captions,
+    history, the few-shot control (below the fold, behind expanders).
+
+    The expanders track their state and draw their content only while open: a key press then
+    redraws a few closed headers, not every history line and caption a second time.
+    """
+    guide = st.expander("Guideline", key="cqc_x_guideline", on_change="rerun", icon=":material/menu_book:")
+    if guide.open:
+        with guide:
+            guideline(store)
+    if view.has_urls:
+        st.toggle("Show thumbnails (5 per row)", key=THUMBS_KEY)
+    full = st.expander("All captions in full", key="cqc_x_captions", on_change="rerun")
+    if full.open:
+        with full:
+            for n, sample in enumerate(view.cluster.samples):
+                st.text(f"{n + 1}. {sample.text}")
+    past = st.expander("Decision history", key="cqc_x_history", on_change="rerun")
+    if past.open:
+        with past:
+            history(view)
+    fewshot_mark(store, view, reviewer)
+
+
+def guideline(store: Store) -> None:
+    text = fewshot.current_guideline_text(store)
+    if text:
+        st.text(text)
+    else:
+        st.markdown("No guideline has been set yet; the Few-shot page sets one.")
+
+
+def fewshot_mark(store: Store, view: ClusterView, reviewer: str | None) -> None:
+    from clusterqc.ui import fewshot as fewshot_ui
+
+    fewshot_ui.mark_control(store, view.cluster.id, reviewer)
 
 
 def history(view: ClusterView) -> None:
+    """Newest first, one line each, times as people read them."""
     if not view.history:
         st.text("No decisions yet.")
         return
-    rows = [
-        {
-            "when": d.created_at,
-            "reviewer": d.reviewer,
-            "action": d.action,
-            "verdict": d.verdict.value if d.verdict else "(none)",
-            "agrees with model": {None: "", True: "yes", False: "no"}[d.agrees],
-            "note": d.note,
-        }
-        for d in reversed(view.history)
-    ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    for d in reversed(view.history):
+        verdict = d.verdict.value if d.verdict else "no verdict"
+        what = "undid a decision, now " + verdict if d.action == "undo" else verdict
+        agrees = {None: "", True: " · agrees with the model", False: " · differs from the model"}[d.agrees]
+        line = f"{human_time(d.created_at)} · {d.reviewer} · {what}{agrees}"
+        st.text(line + (f" · note: {d.note}" if d.note else ""))
 
 
 # --------------------------------------------------------------------------- empty states
@@ -255,17 +402,20 @@ def _run_offline(store: Store) -> None:
         session_state().last = f"Offline judge not available: {one_line(exc)}"
         return
     state = session_state()
-    state.last, state.current, state.done = f"{added} offline proposals added.", state.current, False
+    state.last, state.done = f"{added} offline proposals added.", False
 
 
-def queue_empty(state: SessionState, ctx: AppContext) -> None:
-    if ctx.settings.filter == "unreviewed" and not ctx.settings.search:
+def queue_empty(session: ReviewSession, ctx: AppContext) -> None:
+    skipped = len(session.skipped())
+    if skipped:
+        st.success(f"Nothing left in this queue except the {skipped} cluster(s) you skipped.",
+                   icon=":material/task_alt:")
+        st.button(f"Revisit the {skipped} cluster(s) you skipped", key="cqc_revisit",
+                  on_click=_revisit, shortcut="S", type="primary")
+    elif ctx.settings.filter == "unreviewed" and not ctx.settings.search:
         st.success("Everything is reviewed: no cluster needs a review from you.", icon=":material/task_alt:")
     else:
         st.success("Nothing left in this queue for these filters.", icon=":material/task_alt:")
-    if state.skipped:
-        st.button(f"Revisit the {len(state.skipped)} cluster(s) you skipped", key="cqc_revisit",
-                  on_click=_revisit, shortcut="S")
     try:
         st.page_link(EXPORT_PAGE, label="Export the labels", icon=":material/download:")
     except Exception:  # noqa: BLE001 - the page is registered only when app.py runs
@@ -273,4 +423,6 @@ def queue_empty(state: SessionState, ctx: AppContext) -> None:
 
 
 def _revisit() -> None:
-    session_state().restart_pass()
+    session = ReviewSession(get_store(), session_state())
+    count = session.revisit_skipped()
+    session.state.last = f"{count} skipped cluster(s) are back in your queue."
