@@ -61,7 +61,9 @@ def test_picker_switches_the_dataset_the_review_page_works_on(two: Path) -> None
     ok(at)
     assert at.query_params["dataset"] == ["beta"] or at.query_params["dataset"] == "beta"
     assert "beta caption" in samples(at) and "alpha caption" not in samples(at)
-    at.button(key="cqc_btn_accept").click().run()
+    accept = [b for b in at.main.button if b.key and b.key.startswith("cqc_btn_accept__")]
+    assert len(accept) == 1, [b.key for b in at.main.button]
+    accept[0].click().run()
     ok(at)
     with Store(two) as store:
         mine = store.decisions(reviewer="alice")

@@ -163,7 +163,7 @@ def _dump(path: Path) -> list[str]:
 
 
 def test_full_disk_names_the_database_and_changes_nothing(tmp_path: Path) -> None:
-    with tiny_tmpfs(tmp_path / "disk", "1m") as disk:
+    with tiny_tmpfs(tmp_path / "disk", "2m") as disk:
         db = _good_db(disk / "c.db")
         dump = _dump(db)
         fill(disk)

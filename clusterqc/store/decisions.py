@@ -321,6 +321,24 @@ class DecisionTable(DatasetTable):
         return [r[0] for r in self._all(
             "SELECT DISTINCT reviewer FROM decisions d WHERE 1" + _in("d", ds) + " ORDER BY reviewer", {"ds": ds}
         )]
+
     def reviewer_label_count(self, reviewer: str, dataset: str | None = None) -> int:
         """How many clusters `reviewer` currently has a verdict on (an index range on labels)."""
-theirs-placeholder2
+        ds = self._scope(dataset)
+        return self._one(
+            "SELECT count(*) FROM labels l WHERE reviewer = :me" + _in("l", ds), {"me": reviewer, "ds": ds}
+        )[0]
+
+    def reviewer_decisions_since(self, reviewer: str, since: str, window: int = 20_000) -> tuple[int, str | None]:
+        """(decisions `reviewer` appended at or after `since` (ISO UTC), the first one's time).
+
+        Why a window: the pace line is drawn on every rerun; walking the reviewer's newest
+        `window` rows through decisions_reviewer is bounded however long the log grows, and no
+        curator decides 20,000 clusters in one day. Across datasets: it is the reviewer's pace.
+        """
+        row = self._one(
+            "SELECT count(*), min(created_at) FROM (SELECT created_at FROM decisions WHERE reviewer = ?"
+            " AND action = 'decide' ORDER BY id DESC LIMIT ?) WHERE created_at >= ?",
+            (reviewer, window, since),
+        )
+        return int(row[0]), row[1]
