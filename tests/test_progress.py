@@ -64,7 +64,8 @@ def test_cluster_says_which_step_it_is_on(tmp_path: Path) -> None:
 
 
 def test_import_propose_and_evaluate_show_progress_lines(tmp_path: Path) -> None:
-    result = _run(tmp_path, "import", "--demo")
+    # The demo imports in a few milliseconds: a shorter interval than the others', so the line shows.
+    result = _run(tmp_path, "import", "--demo", interval="0.001")
     assert result.returncode == 0, result.stderr
     assert _plain_lines(result.stderr, "import: ")
     with_labels = [(f"Cluster_{n}", "Acceptable" if n % 3 else "Unacceptable") for n in range(12)]
@@ -86,4 +87,4 @@ def test_import_propose_and_evaluate_show_progress_lines(tmp_path: Path) -> None
 def test_without_the_override_a_short_run_prints_only_its_result(tmp_path: Path) -> None:
     result = _run(tmp_path, "import", "--demo", interval=None)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == "imported 60 clusters from 1 file (0 unchanged, 0 replaced)\n"
+    assert result.stdout == "imported 60 clusters from 1 file into dataset demo (0 unchanged, 0 replaced)\n"
