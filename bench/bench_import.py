@@ -7,10 +7,14 @@ time of `json` parsing alone and of reading + validating without the store. Capt
 real DataComp captions from the bundled demo (data/demo_clusters.json), so their lengths and
 scripts are realistic.
 
-    /work/venv/bin/python bench/bench_import.py [--clusters 100000] [--repeat 3] [--evidence]
+    /work/venv/bin/python bench/bench_import.py [--clusters 100000] [--repeat 3] [--evidence] [--against OLD_CHECKOUT]
 
 `--evidence` gives every cluster a `stats` object (size, share, CLIP L/14 mean and quartiles)
 and every sample a uid and a `clip_score`, as `clusterqc cluster` writes them from a pool.
+
+`--against DIR` also imports the same file with the code in DIR (another checkout, e.g.
+`git archive <commit> | tar -x -C DIR`), runs alternating with this one, and prints each
+run's CPU time and the median ratio: on a loaded machine the ratio is what can be trusted.
 
 Prints a Markdown table (paste it into bench/RESULTS.md, section "## Import").
 """
@@ -114,12 +118,28 @@ def measure_one(path: str, db: str) -> dict[str, float]:
     }
 
 
-def run_child(path: Path, folder: Path, i: int) -> dict[str, float]:
-    db = folder / f"bench_{path.stem}_{i}.db"
+def run_child(path: Path, folder: Path, i: int, root: Path = ROOT) -> dict[str, float]:
+    db = folder / f"bench_{path.stem}_{root.name}_{i}.db"
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(path), str(db)], check=True, capture_output=True, text=True
+        [sys.executable, str(root / "bench" / "bench_import.py"), "--child", str(path), str(db)],
+        check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)},
     )
     return json.loads(out.stdout)
+
+
+def compare(files: dict[str, Path], folder: Path, against: Path, repeat: int) -> None:
+    """This code vs `against`, alternating runs on the same file: CPU s each and the median ratio."""
+    import statistics
+
+    print(f"\n| format | this code, CPU s (runs) | {against.name}, CPU s (runs) | median ratio (this / other) |")
+    print("|---|---|---|---|")
+    for name, path in files.items():
+        mine, other = [], []
+        for i in range(repeat):
+            mine.append(run_child(path, folder, i)["import_cpu"])
+            other.append(run_child(path, folder, i, against)["import_cpu"])
+        ratio = statistics.median(m / o for m, o in zip(mine, other))
+        print(f"| {name} | {', '.join(f'{x:.2f}' for x in mine)} | {', '.join(f'{x:.2f}' for x in other)} | {ratio:.2f} |")
 
 
 def main() -> None:
@@ -127,6 +147,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", nargs=2, metavar=("FILE", "DB"))
+    parser.add_argument("--against", type=Path, default=None, help="another checkout to compare with")
     parser.add_argument("--evidence", action="store_true", help="clusters with stats, samples with uid and clip_score")
     args = parser.parse_args()
     if args.child:
@@ -151,6 +172,8 @@ def main() -> None:
                 f"| {best['import_cpu']:.2f} | {fastest:.2f} | {best['n'] / best['import_cpu']:,.0f} "
                 f"| {best['n'] / fastest:,.0f} | {max(r['rss_mb'] for r in runs):.0f} |"
             )
+        if args.against is not None:
+            compare(files, folder, args.against.resolve(), args.repeat)
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from clusterqc.store import Store
 
 ENV_DEMO = "CLUSTERQC_DEMO"
+DEMO_DATASET = "demo"
 _OFF = {"0", "false", "no", "off"}
 
 
@@ -40,22 +41,29 @@ def auto_demo_enabled(env: Mapping[str, str] | None = None) -> bool:
 
 
 def load_demo(store: Store) -> int:
-    """Import the bundled demo file (idempotent: a second call adds nothing); returns clusters added."""
+    """Import the bundled demo file into dataset `demo` (idempotent: a second call adds nothing);
+    returns clusters added."""
     from clusterqc.ingest import demo_path, import_files
 
-    return import_files(store, [demo_path()]).added
+    return import_files(store, [demo_path()], dataset=DEMO_DATASET).added
 
 
-def run_offline_judge(store: Store, ids: list[str] | None = None) -> int:
-    """Offline proposals for every cluster that has none from this judge version; returns how many.
+def run_offline_judge(store: Store, ids: list[str] | None = None, dataset: str | None = None) -> int:
+    """Offline proposals for every cluster (of every dataset, or of `dataset`; `ids` of one)
+    that has none from this judge version; returns how many.
 
     The offline judge is local heuristics (no network), fast enough to run inline here.
     """
+    from dataclasses import replace
+
     from clusterqc.judges.offline import OfflineJudge
 
     judge = OfflineJudge()
-    pending = store.pending_cluster_ids(judge.name, judge.prompt_version, ids=ids)
-    proposals = [judge.judge(c) for c in store.iter_clusters(pending)] if pending else []
+    pending = store.pending_keys(judge.name, judge.prompt_version, ids=ids, dataset=dataset)
+    proposals = []
+    for ds in dict.fromkeys(d for d, _ in pending):
+        clusters = store.iter_clusters([cid for d, cid in pending if d == ds], dataset=ds)
+        proposals += [replace(judge.judge(c), dataset=ds) for c in clusters]
     return store.add_proposals(proposals) if proposals else 0
 
 

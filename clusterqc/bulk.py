@@ -28,6 +28,7 @@ class BulkRow:
 
     cluster_id: str
     proposal_id: int
+    dataset: str
     verdict: Verdict  # the proposal's verdict, recorded unless the row is flipped
     judge: str
     reason: str
@@ -43,15 +44,17 @@ class BulkPage:
 
 def load_page(store: Store, reviewer: str, settings: QueueSettings, n: int = DEFAULT_PAGE, serial: int = 0) -> BulkPage:
     """The next `n` clusters of the reviewer's queue, held for them, as bulk rows."""
-    ids = store.next_clusters(reviewer, n, settings.filter, settings.sort, settings.wanted, settings.search)
+    ids = store.next_clusters(
+        reviewer, n, settings.filter, settings.sort, settings.wanted, settings.search, dataset=settings.dataset
+    )
     rows, left_out = [], []
     for cid in ids:
-        view = load_view(store, cid, reviewer)
+        view = load_view(store, cid, reviewer, dataset=settings.dataset)
         if view is None or view.primary is None or view.primary.verdict is None or view.primary.id is None:
             left_out.append(cid)
             continue
         captions = tuple(s.text for s in view.cluster.samples[:CAPTIONS_PER_ROW])
-        rows.append(BulkRow(cid, view.primary.id, view.primary.verdict, view.primary.judge,
+        rows.append(BulkRow(cid, view.primary.id, view.cluster.dataset or "", view.primary.verdict, view.primary.judge,
                             view.primary.reason, captions))
     digest = hashlib.sha1("\x00".join(f"{r.cluster_id}:{r.proposal_id}" for r in rows).encode()).hexdigest()
     return BulkPage(f"{serial}-{digest[:10]}", tuple(rows), tuple(left_out))
@@ -69,6 +72,7 @@ def record_page(store: Store, reviewer: str, page: BulkPage, flipped: Collection
     if unknown:
         raise ValueError(f"flipped clusters not on this page: {', '.join(sorted(unknown))}")
     return [
-        store.decide(r.cluster_id, reviewer, row_verdict(r, r.cluster_id in flipped), proposal_id=r.proposal_id)
+        store.decide(r.cluster_id, reviewer, row_verdict(r, r.cluster_id in flipped), proposal_id=r.proposal_id,
+                     dataset=r.dataset or None)
         for r in page.rows
     ]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from clusterqc.store import ENV_DB, Store, resolve_db_path
+from clusterqc.store import ENV_DB, DatasetError, Store, resolve_db_path
 from clusterqc.store.connection import describe_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +66,22 @@ def open_store(db: str | None) -> Store:
     return Store(db)
 
 
+dataset_option = click.option(
+    "--dataset", "dataset", default=None, metavar="NAME",
+    help="Only this dataset (default: every dataset; see `clusterqc datasets`).",
+)
+one_dataset_option = click.option(
+    "--dataset", "dataset", default=None, metavar="NAME",
+    help="The dataset to work on (needed when the database holds more than one).",
+)
+
+
+def dataset_errors(fn: F) -> F:
+    """An unknown, invalid or missing --dataset is one line (the message lists the known names)."""
+    return user_errors(DatasetError)(fn)
+
+
+
 def _os_error_line(exc: OSError) -> str:
     """An OSError as `file: problem` (the file the user named, never a library's traceback)."""
     where = exc.filename if exc.filename is not None else (_opened[-1] if _opened else None)
@@ -105,22 +121,41 @@ def cli() -> None:
 
 @cli.command()
 @db_option
-def stats(db: str | None) -> None:
-    """Counts of clusters, proposals, decisions and reviewers."""
+@dataset_option
+@dataset_errors
+def stats(db: str | None, dataset: str | None) -> None:
+    """Counts of clusters, proposals, decisions and reviewers (all datasets, or --dataset)."""
     with open_store(db) as store:
-        s = store.stats()
+        s = store.stats(dataset=dataset)
+        judges = store.judges(dataset=dataset)
+        names = store.dataset_names()
         click.echo(f"database:   {store.path}")
+    shown = dataset or (f"{len(names)} ({', '.join(names)})" if names else "0")
+    click.echo(f"datasets:   {shown}")
     click.echo(f"clusters:   {s.clusters}")
     click.echo(f"proposals:  {s.proposals} ({s.unparsed} unparsed)")
-    for judge, version, n in _judges(db):
+    for judge, version, n in judges:
         click.echo(f"  {judge} @ {version}: {n}")
     click.echo(f"decisions:  {s.decisions} ({s.reviewed_clusters} clusters reviewed)")
     click.echo(f"reviewers:  {len(s.reviewers)}" + (f" ({', '.join(s.reviewers)})" if s.reviewers else ""))
 
 
-def _judges(db: str | None) -> list[tuple[str, str, int]]:
-    with open_store(db) as store:
-        return store.judges()
+@cli.command("datasets")
+@db_option
+def datasets_cmd(db: str | None) -> None:
+    """Each dataset: clusters, proposals, reviewed clusters, decisions, source files, created."""
+    with _existing_store(db) as store:
+        rows = store.datasets()
+    if not rows:
+        click.echo("no datasets yet: import a cluster file (clusterqc import FILE)")
+        return
+    width = max(7, *(len(r["name"]) for r in rows))
+    click.echo(f"{'dataset':<{width}} {'clusters':>8} {'proposals':>9} {'reviewed':>8} {'decisions':>9}  {'created':<19}  sources")
+    for r in rows:
+        click.echo(
+            f"{r['name']:<{width}} {r['clusters']:>8} {r['proposals']:>9} {r['reviewed']:>8} {r['decisions']:>9}"
+            f"  {r['created_at'][:19].replace('T', ' '):<19}  {', '.join(r['sources']) or '-'}"
+        )
 
 
 @cli.command()
@@ -268,18 +303,21 @@ def fewshot() -> None:
 @fewshot.command("suggest")
 @db_option
 @click.option("--k", "k", type=int, default=6, show_default=True, help="How many examples to suggest.")
+@dataset_option
 @_curation
-def fewshot_suggest(db: str | None, k: int) -> None:
+@dataset_errors
+def fewshot_suggest(db: str | None, k: int, dataset: str | None) -> None:
     """Suggest K examples: balanced across verdicts, overrides first, different kinds of clusters.
 
-    Only examples usable as they are (with a reason) are suggested and go into the printed
+    From every dataset unless --dataset; with several, clusters are named DATASET:ID. Only
+    examples usable as they are (with a reason) are suggested and go into the printed
     `prompt create` command; clusters that would be good examples but have no reason yet are
     listed apart, with the command that marks them.
     """
     import shlex
 
     with open_store(db) as store:
-        picks, need_reason = _fewshot().suggest_usable(store, k)
+        picks, need_reason = _fewshot().suggest_usable(store, k, dataset=dataset)
     if not picks and not need_reason:
         click.echo("no reviewed clusters with an agreed verdict yet: review some first")
         return
@@ -287,7 +325,7 @@ def fewshot_suggest(db: str | None, k: int) -> None:
         click.echo(f"{'cluster':<16} {'verdict':<13} {'override':<9} {'marked':<7} reason")
     for c in picks:
         click.echo(
-            f"{c.cluster_id:<16} {c.verdict.value:<13} {'yes' if c.overridden else 'no':<9}"
+            f"{c.ref or c.cluster_id:<16} {c.verdict.value:<13} {'yes' if c.overridden else 'no':<9}"
             f" {'yes' if c.marked else 'no':<7} {_clip(c.reason, 60)}"
         )
     db_arg = f" --db {shlex.quote(db)}" if db else ""
@@ -295,10 +333,10 @@ def fewshot_suggest(db: str | None, k: int) -> None:
         click.echo(f"\n{_plural(len(need_reason), 'more cluster')} would make good examples but"
                    " need a reason first (left out of the command below):")
         for c in need_reason:
-            click.echo(f"  clusterqc fewshot mark{db_arg} {shlex.quote(c.cluster_id)} --reason \"...\""
+            click.echo(f"  clusterqc fewshot mark{db_arg} {shlex.quote(c.ref or c.cluster_id)} --reason \"...\""
                        f"   # {c.verdict.value}{', override' if c.overridden else ''}")
     if picks:
-        ids = shlex.quote(",".join(c.cluster_id for c in picks))
+        ids = shlex.quote(",".join(c.ref or c.cluster_id for c in picks))
         click.echo(f"\nclusterqc prompt create{db_arg} --name NAME --examples {ids}")
 
 
@@ -308,18 +346,21 @@ def fewshot_suggest(db: str | None, k: int) -> None:
 @click.option("--reason", default=None, help="The example's reason (default: the one offered: the model's if accepted).")
 @click.option("--reviewer", envvar="CLUSTERQC_REVIEWER", default=None, help="Who marks it (default: $USER).")
 @click.option("--unmark", is_flag=True, help="Remove the cluster from the examples instead.")
+@one_dataset_option
 @_curation
-def fewshot_mark(db: str | None, cluster_id: str, reason: str | None, reviewer: str | None, unmark: bool) -> None:
-    """Mark a decided cluster as a few-shot example (or --unmark it)."""
+@dataset_errors
+def fewshot_mark(db: str | None, cluster_id: str, reason: str | None, reviewer: str | None, unmark: bool,
+                 dataset: str | None) -> None:
+    """Mark a decided cluster (an id, or DATASET:ID) as a few-shot example (or --unmark it)."""
     fs = _fewshot()
     with open_store(db) as store:
         if unmark:
-            if not fs.unmark_example(store, cluster_id):
+            if not fs.unmark_example(store, cluster_id, dataset=dataset):
                 raise UserError(f"cluster {cluster_id} is not marked as an example")
             click.echo(f"unmarked {cluster_id}")
             return
-        reason = fs.offered_reason(store, cluster_id) if reason is None else reason
-        row = fs.mark_example(store, cluster_id, reason, reviewer or _default_reviewer())
+        reason = fs.offered_reason(store, cluster_id, dataset=dataset) if reason is None else reason
+        row = fs.mark_example(store, cluster_id, reason, reviewer or _default_reviewer(), dataset=dataset)
     click.echo(f"marked {row['cluster_id']} as an example ({row['verdict']}): {row['reason']}")
 
 
@@ -372,12 +413,16 @@ def prompt() -> None:
               help="Replace the base's examples or add to them.")
 @click.option("--base", default=None, help="Base template: a stored prompt name/version or a file (default: the active one).")
 @click.option("--activate", "make_active", is_flag=True, help="Make the new version the active one.")
+@click.option("--dataset", "dataset", default=None, metavar="NAME",
+              help="Dataset of the plain ids in --examples (DATASET:ID names a cluster of any dataset).")
 @_curation
-def prompt_create(db: str | None, name: str, examples: str, mode: str, base: str | None, make_active: bool) -> None:
-    """Build a prompt version from a base template and reviewed clusters as examples."""
+@dataset_errors
+def prompt_create(db: str | None, name: str, examples: str, mode: str, base: str | None, make_active: bool,
+                  dataset: str | None) -> None:
+    """Build a prompt version from a base template and reviewed clusters (of any dataset) as examples."""
     fs = _fewshot()
     with open_store(db) as store:
-        row = fs.create_prompt(store, name, examples.split(","), mode=mode, base=base)
+        row = fs.create_prompt(store, name, examples.split(","), mode=mode, base=base, dataset=dataset)
         if make_active:
             fs.activate(store, row["version"])
     click.echo(f"created prompt {row['name']} ({row['version']}) with {len(row['examples'])} example(s)"
@@ -399,13 +444,16 @@ def prompt_list(db: str | None) -> None:
 @prompt.command("show")
 @db_option
 @click.argument("name")
-@click.option("--cluster", "cluster_id", default=None, help="Render the prompt for this cluster.")
+@click.option("--cluster", "cluster_id", default=None, help="Render the prompt for this cluster (an id, or DATASET:ID).")
+@one_dataset_option
 @_curation
-def prompt_show(db: str | None, name: str, cluster_id: str | None) -> None:
+@dataset_errors
+def prompt_show(db: str | None, name: str, cluster_id: str | None, dataset: str | None) -> None:
     """Print a version's template, or the prompt it renders for --cluster."""
     fs = _fewshot()
     with open_store(db) as store:
-        text = fs.preview(store, name, cluster_id) if cluster_id else fs.get_prompt(store, name)["template"]
+        text = (fs.preview(store, name, cluster_id, dataset=dataset) if cluster_id
+                else fs.get_prompt(store, name)["template"])
     click.echo(text, nl=not text.endswith("\n"))
 
 
@@ -449,7 +497,8 @@ def _plural(n: int, word: str) -> str:
 @cli.command("import")
 @click.argument("paths", nargs=-1, type=click.Path(dir_okay=True, path_type=str))
 @db_option
-@click.option("--dataset", default=None, help="Dataset name for clusters whose file does not name one.")
+@click.option("--dataset", default=None, metavar="NAME",
+              help="Dataset for every cluster of the files (default: each cluster's own, else its file's stem).")
 @click.option("--replace", is_flag=True, help="Overwrite clusters whose id exists with different content.")
 @click.option("--demo", is_flag=True, help="Import the bundled demo clusters (data/demo_clusters.json).")
 def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace: bool, demo: bool) -> None:
@@ -464,6 +513,10 @@ def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace
         targets = [*paths, *([str(demo_path())] if demo else [])]
         if not targets:
             raise UserError("give one or more cluster files, or --demo")
+        if demo and dataset is None and not paths:
+            from clusterqc.bootstrap import DEMO_DATASET
+
+            dataset = DEMO_DATASET
         with _progress().stage("import") as line, _progress().ticking(line):
             def reading(file: str, index: int) -> None:
                 _progress().step(line, f"import: reading {file} ({index + 1} of {len(targets)})")
@@ -472,12 +525,19 @@ def import_(paths: tuple[str, ...], db: str | None, dataset: str | None, replace
             _progress().step(line, f"import: writing {sum(len(c) for _, c in files):,} clusters to the database")
             with open_store(db) as store:
                 result = write_clusters(store, files, replace=replace)
-    except (IngestError, FileNotFoundError) as exc:
+    except (IngestError, FileNotFoundError, DatasetError) as exc:
         raise UserError(str(exc)) from exc
+    names = sorted({c.dataset for _, cs in files for c in cs if c.dataset})
     click.echo(
         f"imported {_plural(result.added, 'cluster')} from {_plural(len(files), 'file')}"
+        f" into {'dataset' if len(names) == 1 else 'datasets'} {', '.join(names) or '-'}"
         f" ({result.unchanged} unchanged, {result.replaced} replaced)"
     )
+    if result.unlabelled:
+        click.echo(
+            f"note: {_plural(result.unlabelled, 'reviewed cluster')} changed content and lost {'its' if result.unlabelled == 1 else 'their'}"
+            " label (the decisions stay in the log); they are back in the review queue and propose will ask again"
+        )
 
 
 @cli.command("cluster")
@@ -633,10 +693,13 @@ def _default_against(store: Any, target: dict[str, Any]) -> str:
               help="Seconds per request attempt, from connecting to the last byte.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
 @click.option("--no-run", is_flag=True, help="Only score answers already stored; ask nothing.")
+@dataset_option
 @_curation
+@dataset_errors
 def evaluate_cmd(
     db: str | None, prompt_name: str, against: tuple[str, ...], judge_kind: str | None, model: str | None,
     base_url: str | None, api_key_env: str, timeout: float | None, concurrency: int, no_run: bool,
+    dataset: str | None,
 ) -> None:
     """Evaluate a prompt version on reviewed clusters outside its examples, next to other versions."""
     from clusterqc import evaluate as ev
@@ -659,7 +722,7 @@ def evaluate_cmd(
             with _progress().ticking(bar):
                 result = ev.evaluate(
                     store, names, lambda t: make_judge(kind, config, t), run_missing=not no_run,
-                    concurrency=concurrency, progress=_batch_progress(bar),
+                    concurrency=concurrency, progress=_batch_progress(bar), dataset=store.check_dataset(dataset),
                 )
         except KeyboardInterrupt:
             bar.close()
@@ -716,9 +779,12 @@ def _propose_errors() -> tuple[type[BaseException], ...]:
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
 @click.option("--max-retries", type=click.IntRange(min=0), default=4, show_default=True,
               help="Retries on 429, 5xx, timeouts (the openai client's own, honouring Retry-After).")
+@dataset_option
+@dataset_errors
 def propose(db: str | None, judge_kind: str | None, model: str | None, base_url: str | None, api_key_env: str,
             concurrency: int, limit: int | None, prompt_ref: str | None, dry_run: bool, rpm: float | None,
-            tpm: float | None, timeout: float, max_tokens: int | None, temperature: float, max_retries: int) -> None:
+            tpm: float | None, timeout: float, max_tokens: int | None, temperature: float, max_retries: int,
+            dataset: str | None) -> None:
     """Propose a verdict for every cluster that has none yet from this judge and prompt.
 
     Each answer is stored as it arrives: stop it at any time (Ctrl-C) and run again to finish.
@@ -731,20 +797,22 @@ def propose(db: str | None, judge_kind: str | None, model: str | None, base_url:
                                   rpm=rpm, tpm=tpm)
         kind = judge_kind or ("llm" if config.configured else "offline")
         if kind == "learned":
-            _run_learned(db, dry_run)
+            _run_learned(db, dry_run, dataset)
             return
         with open_store(db) as store:
+            dataset = store.check_dataset(dataset)
             judge = _make_cli_judge(store, kind, config, prompt_ref)
             if dry_run:
-                _print_plan(store, judge, kind, config, limit)
+                _print_plan(store, judge, kind, config, limit, dataset)
             else:
-                _run_propose(store, judge, kind, config, concurrency, limit)
+                _run_propose(store, judge, kind, config, concurrency, limit, dataset)
     except _propose_errors() as exc:
         raise UserError(str(exc)) from exc
 
 
-def _run_learned(db: str | None, dry_run: bool) -> None:
-    """`propose --judge learned`: train on the agreed labels (printing the CV kappa), then propose.
+def _run_learned(db: str | None, dry_run: bool, dataset: str | None = None) -> None:
+    """`propose --judge learned`: train on one dataset's agreed labels (printing the CV kappa),
+    then propose for that dataset (None: the only one; with several, --dataset names it).
 
     Not the threaded per-cluster runner: the learned judge featurises and predicts a chunk of
     clusters at a time, which is what makes 100,000 clusters take seconds, not minutes.
@@ -755,10 +823,11 @@ def _run_learned(db: str | None, dry_run: bool) -> None:
 
     try:
         with open_store(db) as store:
-            model = learned.train_from_store(store)
+            dataset = store.resolve_dataset(dataset)
+            model = learned.train_from_store(store, dataset=dataset)
             click.echo(model.summary(), err=True)
             if dry_run:
-                pending = store.pending_cluster_ids(learned.NAME, model.version)
+                pending = store.pending_cluster_ids(learned.NAME, model.version, dataset=dataset)
                 click.echo(f"pending:  {_plural(len(pending), 'cluster')} (dry run: nothing stored)")
                 return
             bar = tqdm(total=0, unit="cluster", disable=None, dynamic_ncols=True)
@@ -767,7 +836,7 @@ def _run_learned(db: str | None, dry_run: bool) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            run = learned.propose_all(store, model, progress=progress)
+            run = learned.propose_all(store, model, progress=progress, dataset=dataset)
             bar.close()
     except learned.NotEnoughLabels as exc:
         raise UserError(str(exc)) from exc
@@ -795,10 +864,10 @@ def _judge_line(judge: Any, kind: str, config: Any) -> str:
     return f"judge:    {config.describe()}\nprompt:   {name} ({judge.prompt_version})"
 
 
-def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | None) -> None:
+def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | None, dataset: str | None) -> None:
     from clusterqc.propose import plan_run
 
-    plan = plan_run(store, judge, limit)
+    plan = plan_run(store, judge, limit, dataset=dataset)
     click.echo(_judge_line(judge, kind, config))
     click.echo(f"pending:  {_plural(plan.pending, 'cluster')}")
     if kind == "llm" and not config.api_key:
@@ -811,14 +880,16 @@ def _print_plan(store: Store, judge: Any, kind: str, config: Any, limit: int | N
     click.echo(plan.example_prompt)
 
 
-def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: int, limit: int | None) -> None:
+def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: int, limit: int | None,
+                 dataset: str | None) -> None:
     from clusterqc.propose import run_batch
 
     click.echo(_judge_line(judge, kind, config), err=True)
     bar = _progress().bar(total=0, desc="propose", unit="cluster")
     try:
         with _progress().ticking(bar):
-            result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=_batch_progress(bar))
+            result = run_batch(store, judge, concurrency=concurrency, limit=limit, progress=_batch_progress(bar),
+                               dataset=dataset)
     except KeyboardInterrupt:
         bar.close()
         click.echo("interrupted: every answer received so far is stored; run again to finish", err=True)
@@ -830,7 +901,8 @@ def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: 
     bar.close()
     p = result.progress
     if p.total == 0:
-        click.echo(f"nothing to do: every cluster has a proposal from {result.judge} @ {result.prompt_version}")
+        where = f" of dataset {dataset}" if dataset else ""
+        click.echo(f"nothing to do: every cluster{where} has a proposal from {result.judge} @ {result.prompt_version}")
         return
     tokens = f"; {p.prompt_tokens:,} prompt + {p.completion_tokens:,} answer tokens" if p.prompt_tokens else ""
     click.echo(
@@ -851,13 +923,15 @@ def _run_propose(store: Store, judge: Any, kind: str, config: Any, concurrency: 
 @click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
 @click.option("--judge", "judge_name", required=True, help="Judge name to store them under (e.g. the model that wrote them).")
 @db_option
-def import_proposals_cmd(path: str, judge_name: str, db: str | None) -> None:
+@one_dataset_option
+@dataset_errors
+def import_proposals_cmd(path: str, judge_name: str, db: str | None, dataset: str | None) -> None:
     """Import an earlier run: raw classifications JSON (cluster -> answer) or parsed CSV."""
     from clusterqc.propose import ProposalImportError, import_proposals
 
     try:
         with open_store(db) as store:
-            summary = import_proposals(store, path, judge_name)
+            summary = import_proposals(store, path, judge_name, dataset=dataset)
     except (ProposalImportError, ValueError, OSError) as exc:
         raise UserError(str(exc)) from exc
     click.echo(
@@ -870,20 +944,23 @@ def import_proposals_cmd(path: str, judge_name: str, db: str | None) -> None:
 @click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
 @click.option("--reviewer", required=True, help="Who made these decisions (stored as their reviewer name).")
 @db_option
-def import_decisions_cmd(path: str, reviewer: str, db: str | None) -> None:
+@one_dataset_option
+@dataset_errors
+def import_decisions_cmd(path: str, reviewer: str, db: str | None, dataset: str | None) -> None:
     """Import labels made elsewhere: CSV or JSONL with cluster_id, label (Acceptable or
-    Unacceptable) and an optional note. All rows or none; a row already standing is skipped."""
+    Unacceptable) and an optional note, for the clusters of one dataset (--dataset when the
+    database holds several). All rows or none; a row already standing is skipped."""
     from clusterqc.import_decisions import import_decisions
     from clusterqc.ingest import IngestError
 
     try:
         with _existing_store(db) as store:
-            summary = import_decisions(store, path, reviewer)
+            summary = import_decisions(store, path, reviewer, dataset)
     except (IngestError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     click.echo(
         f"imported {_plural(summary.added, 'decision')} by {reviewer.strip()!r} from {path}"
-        f" ({summary.unchanged} already standing)"
+        f" into dataset {summary.dataset} ({summary.unchanged} already standing)"
     )
 
 
@@ -901,12 +978,18 @@ def _existing_store(db: str | None) -> Store:
 
 @cli.command("agreement")
 @db_option
-def agreement_cmd(db: str | None) -> None:
-    """How often each judge agrees with the reviewers, and the reviewers with each other."""
-    from clusterqc.metrics import agreement_report
+@dataset_option
+@click.option("--by-dataset", is_flag=True, help="Also each judge's agreement in each dataset, side by side.")
+@dataset_errors
+def agreement_cmd(db: str | None, dataset: str | None, by_dataset: bool) -> None:
+    """How often each judge agrees with the reviewers, and the reviewers with each other.
+
+    Over every dataset (clusters named DATASET:ID) unless --dataset names one."""
+    from clusterqc.metrics import agreement_by_dataset, agreement_report
 
     with _existing_store(db) as store:
-        report = agreement_report(store)
+        report = agreement_report(store, dataset=store.check_dataset(dataset))
+        side = agreement_by_dataset(store) if by_dataset else None
     if report.n_reviewed == 0:
         click.echo("no reviewed clusters yet")
         return
@@ -931,6 +1014,13 @@ def agreement_cmd(db: str | None) -> None:
     for row in ra.pairs.itertuples(index=False):
         kappa = "n/a" if row.kappa is None or row.kappa != row.kappa else f"{row.kappa:.2f}"
         click.echo(f"  {row.reviewer_a} / {row.reviewer_b}: {row.n} shared, kappa {kappa}")
+    if side is not None:
+        click.echo("by dataset:")
+        for row in side.itertuples(index=False):
+            kappa = "n/a" if row.kappa is None or row.kappa != row.kappa else f"{row.kappa:.2f}"
+            rate = "n/a" if row.agreement is None or row.agreement != row.agreement else f"{row.agreement:.1%}"
+            click.echo(f"  {row.dataset}: {row.judge} @ {row.prompt_version}: {row.compared} compared,"
+                       f" agreement {rate}, kappa {kappa}")
 
 
 @cli.command("export")
@@ -940,8 +1030,10 @@ def agreement_cmd(db: str | None) -> None:
               help="Output format (default: from the --out extension).")
 @click.option("--include-unreviewed", is_flag=True,
               help="Also export clusters only the model labelled (label_source=model_only).")
-def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bool) -> None:
-    """One row per cluster: the label, who decided it, and what the model said."""
+@dataset_option
+@dataset_errors
+def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bool, dataset: str | None) -> None:
+    """One row per cluster (with its dataset): the label, who decided it, and what the model said."""
     from clusterqc.export import TEMP_SUFFIX, ExportError, export_labels
     from clusterqc.outputs import OutputError, check_outputs
 
@@ -949,7 +1041,7 @@ def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bo
         check_outputs([("--out", out)], db=resolve_db_path(db))
         with _existing_store(db) as store:
             _clean_stale(Path(out), TEMP_SUFFIX)
-            n = export_labels(store, out, fmt, include_unreviewed)
+            n = export_labels(store, out, fmt, include_unreviewed, dataset=store.check_dataset(dataset))
     except (ExportError, OutputError) as exc:
         raise UserError(str(exc)) from exc
     skipped = n["clusters"] - n["rows"]
@@ -980,11 +1072,16 @@ def export_cmd(db: str | None, out: str, fmt: str | None, include_unreviewed: bo
               help="The score column a cut reads (default clip_l14_similarity_score).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Run the export in this process, or as Ray tasks (RAY_ADDRESS, else a local Ray); same file.")
+@one_dataset_option
+@dataset_errors
 def export_uids_cmd(
     db: str | None, assignments: str, out: str, keep: tuple[str, ...], include_unreviewed: bool,
     clip_min: float | None, clip_top: float | None, score_column: str | None, engine: str = "local",
+    dataset: str | None = None,
 ) -> None:
-    """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines)."""
+    """The uids of kept clusters as DataComp's sorted u8,u8 .npy (for its resharder and baselines).
+
+    The assignments belong to one clustering: --dataset names it when the database holds several."""
     from clusterqc.export import TEMP_SUFFIX
     from clusterqc.manifest import manifest_bytes, manifest_path, subset_manifest, write_manifest
     from clusterqc.outputs import OutputError, check_outputs
@@ -1000,11 +1097,13 @@ def export_uids_cmd(
         check_outputs([("--out", out), ("manifest", manifest)], [("--assignments", assignments)],
                       resolve_db_path(db))
         with _existing_store(db) as store:
+            dataset = store.resolve_dataset(dataset)
             if engine == "ray":
-                result = _subset_on_ray(store, assignments, keep, include_unreviewed, cut)
+                result = _subset_on_ray(store, assignments, keep, include_unreviewed, cut, dataset)
             else:
-                result = build_subset(store, assignments, keep, include_unreviewed, cut=cut)
-            info = manifest_bytes(subset_manifest(store, result, assignments, out, keep, include_unreviewed))
+                result = build_subset(store, assignments, keep, include_unreviewed, cut=cut, dataset=dataset)
+            info = manifest_bytes(subset_manifest(store, result, assignments, out, keep, include_unreviewed,
+                                                  dataset=dataset))
         _clean_stale(Path(out), TEMP_SUFFIX)
         save_uids(result.uids, out)  # the manifest is already encoded: nothing can fail between the two
         write_manifest(info, manifest)
@@ -1064,14 +1163,16 @@ def check_subset_cmd(file: str, assignments: str | None, pool_dir: str | None, a
 @click.option("--assignments", required=True, type=click.Path(dir_okay=False),
               help="The DataComp-layout assignments (uid, cluster_id or cluster_label, clip_l14_similarity_score).")
 @click.option("--score-column", default=None, metavar="NAME", help="Default clip_l14_similarity_score.")
-def pool_profile_cmd(db: str | None, assignments: str, score_column: str | None) -> None:
-    """Store the pool's CLIP-score profile: the cards' pool distribution and the sidebar's CLIP-30% baseline."""
+@one_dataset_option
+@dataset_errors
+def pool_profile_cmd(db: str | None, assignments: str, score_column: str | None, dataset: str | None) -> None:
+    """Store a dataset's pool CLIP-score profile: the cards' pool distribution and the sidebar's CLIP-30% baseline."""
     from clusterqc.pool_profile import record_pool_profile
     from clusterqc.subset import SCORE_COLUMN, SubsetError
 
     try:
         with _existing_store(db) as store:
-            p = record_pool_profile(store, assignments, score_column or SCORE_COLUMN)
+            p = record_pool_profile(store, assignments, score_column or SCORE_COLUMN, dataset=dataset)
     except (SubsetError, OSError) as exc:
         raise UserError(str(exc)) from exc
     q = p["percentiles"]
@@ -1086,14 +1187,15 @@ def pool_profile_cmd(db: str | None, assignments: str, score_column: str | None)
 
 
 def _subset_on_ray(
-    store: Store, assignments: str, keep: tuple[str, ...], include_unreviewed: bool, cut: Any = None
+    store: Store, assignments: str, keep: tuple[str, ...], include_unreviewed: bool, cut: Any = None,
+    dataset: str | None = None,
 ) -> Any:
     """export-uids --engine ray: clusterqc.pool.subset over the Ray engine (the same bytes as local)."""
     from clusterqc.pool.subset import build_subset_on
 
     ray_engine = _engine("ray")
     try:
-        return build_subset_on(ray_engine, store, assignments, keep, include_unreviewed, cut=cut)
+        return build_subset_on(ray_engine, store, assignments, keep, include_unreviewed, cut=cut, dataset=dataset)
     except _ray_errors() as exc:
         raise UserError(str(exc)) from exc
     finally:

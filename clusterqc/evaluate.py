@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterqc.fewshot import FewShotError, example_cluster_ids, get_prompt
+from clusterqc.fewshot import FewShotError, example_keys, get_prompt
 from clusterqc.metrics import CLASSES, PairStats, pair_stats
 from clusterqc.model import Verdict
 from clusterqc.prompt import PromptTemplate
@@ -73,17 +73,37 @@ class Comparison:
 # --------------------------------------------------------------------------- evaluation sets
 
 
-def gold_labels(store: Store) -> dict[str, Verdict]:
-    """Each reviewed cluster's agreed human verdict (clusters reviewers disagree on are left out)."""
-    return {r["cluster_id"]: Verdict(r["verdict"]) for r in store.reviewed_clusters() if r["n_verdicts"] == 1}
+Key = tuple[str, str]  # (dataset, cluster id)
 
 
-def evaluation_ids(store: Store, prompts: Sequence[dict[str, Any]]) -> list[str]:
-    """Reviewed clusters none of these prompt versions learned from, in natural order."""
-    leaked: set[str] = set()
+def gold_labels(store: Store, dataset: str | None = None) -> dict[Key, Verdict]:
+    """Each reviewed cluster's agreed human verdict (clusters reviewers disagree on are left out),
+    of every dataset or of `dataset`."""
+    return {
+        (r["dataset"], r["cluster_id"]): Verdict(r["verdict"])
+        for r in store.reviewed_clusters(dataset=dataset)
+        if r["n_verdicts"] == 1
+    }
+
+
+def evaluation_keys(store: Store, prompts: Sequence[dict[str, Any]], dataset: str | None = None) -> list[Key]:
+    """Reviewed clusters none of these prompt versions learned from, by dataset then natural order."""
+    leaked: set[tuple[str | None, str]] = set()
     for p in prompts:
-        leaked |= example_cluster_ids(p)
-    return [cid for cid in gold_labels(store) if cid not in leaked]
+        leaked |= example_keys(p)
+    return [k for k in gold_labels(store, dataset) if k not in leaked and (None, k[1]) not in leaked]
+
+
+def evaluation_ids(store: Store, prompts: Sequence[dict[str, Any]], dataset: str | None = None) -> list[str]:
+    """`evaluation_keys` as the refs commands print (ids; DATASET:ID with several datasets)."""
+    ref = _namer(store)
+    return [ref(k) for k in evaluation_keys(store, prompts, dataset)]
+
+
+def _namer(store: Store) -> Callable[[Key], str]:
+    """(dataset, id) -> how commands print it: the id, or DATASET:ID when there are several."""
+    several = len(store.dataset_names()) > 1
+    return lambda key: f"{key[0]}:{key[1]}" if several else key[1]
 
 
 # --------------------------------------------------------------------------- running
@@ -100,6 +120,7 @@ def evaluate(
     concurrency: int = 8,
     progress: Callable[..., Any] | None = None,
     cancel: Any = None,
+    dataset: str | None = None,
 ) -> Comparison:
     """Ask the judge, with each version, about the common evaluation set; then compare.
 
@@ -110,8 +131,8 @@ def evaluate(
     prompts = [get_prompt(store, n) for n in names]
     if len({p["version"] for p in prompts}) < len(prompts):
         raise FewShotError("the same prompt version is listed twice")
-    ids = evaluation_ids(store, prompts)
-    if not ids:
+    keys = evaluation_keys(store, prompts, dataset)
+    if not keys:
         raise FewShotError("no reviewed clusters outside these versions' examples: review more clusters first")
     judges = [make_judge(PromptTemplate(p["template"], name=p["name"])) for p in prompts]
     try:
@@ -119,12 +140,14 @@ def evaluate(
             from clusterqc import propose  # the runner pulls in the HTTP stack; only needed here
 
             for judge in judges:
-                result = propose.run_batch(
-                    store, judge, ids=ids, concurrency=concurrency, progress=progress, cancel=cancel
-                )
-                if result.stopped:
-                    raise FewShotError(f"evaluation stopped: {result.stopped}")
-        return compare(store, names, judges[0].name, [j.prompt_version for j in judges])
+                for ds in dict.fromkeys(d for d, _ in keys):
+                    result = propose.run_batch(
+                        store, judge, ids=[c for d, c in keys if d == ds], concurrency=concurrency,
+                        progress=progress, cancel=cancel, dataset=ds,
+                    )
+                    if result.stopped:
+                        raise FewShotError(f"evaluation stopped: {result.stopped}")
+        return compare(store, names, judges[0].name, [j.prompt_version for j in judges], dataset=dataset)
     finally:
         for judge in judges:
             close = getattr(judge, "close", None)
@@ -136,7 +159,8 @@ def evaluate(
 
 
 def compare(
-    store: Store, names: Sequence[str], judge: str, prompt_versions: Sequence[str] | None = None
+    store: Store, names: Sequence[str], judge: str, prompt_versions: Sequence[str] | None = None,
+    dataset: str | None = None,
 ) -> Comparison:
     """Score versions `names` (the first is the target, the second its baseline) on common clusters.
 
@@ -145,9 +169,10 @@ def compare(
     """
     prompts = [get_prompt(store, n) for n in names]
     versions = list(prompt_versions) if prompt_versions else [p["version"] for p in prompts]
-    gold = gold_labels(store)
-    ids = evaluation_ids(store, prompts)
-    answers = [_answers(store, judge, v, ids) for v in versions]
+    ref = _namer(store)
+    gold = {ref(k): v for k, v in gold_labels(store, dataset).items()}
+    ids = evaluation_ids(store, prompts, dataset)
+    answers = [_answers(store, judge, v, ids, dataset) for v in versions]
     compared = [cid for cid in ids if all(a.get(cid) is not None for a in answers)]
     truth = [gold[cid].value for cid in compared]
     scores = [
@@ -169,10 +194,17 @@ def compare(
     return Comparison(judge, ids, compared, scores, flips, same_answers=same)
 
 
-def _answers(store: Store, judge: str, version: str, ids: Sequence[str]) -> dict[str, Verdict | None]:
-    """cluster -> verdict (None: unparsed) for the clusters this judge and version answered."""
-    wanted = set(ids)
-    return {p.cluster_id: p.verdict for p in store.proposals(judge, version) if p.cluster_id in wanted}
+def _answers(
+    store: Store, judge: str, version: str, ids: Sequence[str], dataset: str | None = None
+) -> dict[str, Verdict | None]:
+    """cluster ref -> verdict (None: unparsed) for the clusters this judge and version answered."""
+    wanted, ref = set(ids), _namer(store)
+    out = {}
+    for p in store.proposals(judge, version, dataset=dataset):
+        name = ref((p.dataset, p.cluster_id))
+        if name in wanted:
+            out[name] = p.verdict
+    return out
 
 
 # --------------------------------------------------------------------------- reporting

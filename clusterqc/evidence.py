@@ -68,9 +68,9 @@ class PoolView:
         return float(np.interp(score, self.percentiles, np.arange(101)))
 
 
-def pool_view(store: Store) -> PoolView:
-    """The pool as the store knows it: `clusterqc pool-profile`'s record, else summed cluster stats."""
-    profile = store.pool_profile()
+def pool_view(store: Store, dataset: str | None = None) -> PoolView:
+    """A dataset's pool as the store knows it: `clusterqc pool-profile`'s record, else summed cluster stats."""
+    profile = store.pool_profile(dataset)
     if profile:
         return PoolView(
             samples=int(profile["samples"]),
@@ -80,7 +80,7 @@ def pool_view(store: Store) -> PoolView:
             baseline_samples=int(profile["baseline_samples"]),
             source="assignments",
         )
-    known = store.pool_from_clusters()
+    known = store.pool_from_clusters(dataset)
     if known["sized"] or known["with_stats"]:
         return PoolView(samples=int(known["samples"]) or None, clip_mean=known["clip_l14_mean"], source="clusters")
     return PoolView()
@@ -232,9 +232,11 @@ class SubsetSoFar:
         return out
 
 
-def subset_so_far(store: Store, pool: PoolView, keep: Sequence[str] = ("Acceptable",)) -> SubsetSoFar:
-    """The kept clusters (latest standing labels) and their samples, from the store's sums."""
-    sums = store.subset_so_far(keep)
+def subset_so_far(
+    store: Store, pool: PoolView, keep: Sequence[str] = ("Acceptable",), dataset: str | None = None
+) -> SubsetSoFar:
+    """A dataset's kept clusters (latest standing labels) and their samples, from the store's sums."""
+    sums = store.subset_so_far(keep, dataset)
     profiled = pool.source == "assignments"
     return SubsetSoFar(
         clusters=sums["clusters"],

@@ -77,15 +77,16 @@ def active_prompt_version(store: Store) -> str | None:
     return prompt["version"] if prompt else active
 
 
-def export_frame(store: Store, include_unreviewed: bool = False) -> pd.DataFrame:
-    """The export table: one row per cluster in natural id order, columns `Store.EXPORT_COLUMNS`."""
-    rows = store.export_rows(include_unreviewed, active_prompt_version(store))
+def export_frame(store: Store, include_unreviewed: bool = False, dataset: str | None = None) -> pd.DataFrame:
+    """The export table: one row per cluster (of every dataset, or of `dataset`), by dataset then
+    natural id order, columns `Store.EXPORT_COLUMNS`."""
+    rows = store.export_rows(include_unreviewed, active_prompt_version(store), dataset=dataset)
     df = pd.DataFrame.from_records(rows, columns=list(Store.EXPORT_COLUMNS))
     # One parse of all the JSON arrays at once instead of one json.loads per row.
     df["reviewers"] = pd.Series(json.loads("[" + ",".join(df["reviewers"]) + "]"), index=df.index, dtype=object)
     df["n_reviews"] = df["n_reviews"].astype("int64")
     df["agrees"] = df["agrees"].astype("boolean")
-    for col in ("cluster_id", "label", "label_source", "decided_at", "model_verdict", "model_reason",
+    for col in ("dataset", "cluster_id", "label", "label_source", "decided_at", "model_verdict", "model_reason",
                 "judge", "prompt_version", "note"):
         df[col] = df[col].astype("string")
     return df
@@ -207,11 +208,13 @@ def _count_reviewed(lines: list[str]) -> int:
     return sum(1 for line in lines if REVIEWED_MEMBER in line)
 
 
-def export_file_bytes(store: Store, fmt: str, include_unreviewed: bool = False) -> tuple[bytes, int, int]:
+def export_file_bytes(
+    store: Store, fmt: str, include_unreviewed: bool = False, dataset: str | None = None
+) -> tuple[bytes, int, int]:
     """The export file in `fmt` straight from the store: (bytes, rows, reviewed rows)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    lines = store.export_json_lines(include_unreviewed, active_prompt_version(store))
+    lines = store.export_json_lines(include_unreviewed, active_prompt_version(store), dataset=dataset)
     counts = len(lines), _count_reviewed(lines)
     jsonl = _jsonl(lines)
     del lines
@@ -226,16 +229,17 @@ def export_file_bytes(store: Store, fmt: str, include_unreviewed: bool = False) 
 
 
 def export_labels(
-    store: Store, out: str | os.PathLike[str], fmt: str | None = None, include_unreviewed: bool = False
+    store: Store, out: str | os.PathLike[str], fmt: str | None = None, include_unreviewed: bool = False,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
-    """Write the export file; returns counts for the caller to report."""
+    """Write the export file (every dataset, or `dataset`); returns counts for the caller to report."""
     fmt = infer_format(out, fmt)
-    data, rows, reviewed = export_file_bytes(store, fmt, include_unreviewed)
+    data, rows, reviewed = export_file_bytes(store, fmt, include_unreviewed, dataset)
     write_atomic(out, data)
     return {
         "rows": rows,
         "reviewed": reviewed,
         "model_only": rows - reviewed,
-        "clusters": store.count_clusters(),
+        "clusters": store.count_clusters(dataset),
         "format": fmt,
     }

@@ -60,6 +60,27 @@ class Candidate:
     reason: str
     marked: bool
     text: str
+    dataset: str | None = None
+    ref: str = ""  # how commands name it: the id, or DATASET:ID when the database holds several
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        return (self.dataset, self.cluster_id)
+
+
+def parse_ref(store: Store, ref: str, dataset: str | None = None) -> tuple[str, str]:
+    """`DATASET:ID` (when DATASET is a dataset of the database) or an id of `dataset` (None: the
+    only one) -> (dataset, id). Dataset names hold no ':', so the split is never ambiguous."""
+    ref = ref.strip()
+    head, sep, tail = ref.partition(":")
+    if sep and head in store.dataset_names():
+        return head, tail
+    return store.resolve_dataset(dataset), ref
+
+
+def cluster_ref(store: Store, dataset: str | None, cluster_id: str) -> str:
+    """The way commands print a cluster: its id, qualified by its dataset when there are several."""
+    return f"{dataset}:{cluster_id}" if dataset and len(store.dataset_names()) > 1 else cluster_id
 
 
 def _reason_of(row: dict[str, Any]) -> str:
@@ -70,11 +91,12 @@ def _reason_of(row: dict[str, Any]) -> str:
     return row["note"] or ""
 
 
-def candidates(store: Store) -> list[Candidate]:
-    """Reviewed clusters whose reviewers agree, in natural id order.
+def candidates(store: Store, dataset: str | None = None) -> list[Candidate]:
+    """Reviewed clusters whose reviewers agree, of every dataset (or `dataset`), in natural id order.
 
     A cluster reviewers disagree on teaches the model nothing reliable, so it is left out.
     """
+    several = len(store.dataset_names()) > 1
     return [
         Candidate(
             cluster_id=r["cluster_id"],
@@ -83,38 +105,46 @@ def candidates(store: Store) -> list[Candidate]:
             reason=_reason_of(r),
             marked=r["example_reason"] is not None,
             text=r["text"],
+            dataset=r["dataset"],
+            ref=f"{r['dataset']}:{r['cluster_id']}" if several else r["cluster_id"],
         )
-        for r in store.reviewed_clusters()
+        for r in store.reviewed_clusters(dataset=dataset)
         if r["n_verdicts"] == 1
     ]
 
 
-def offered_reason(store: Store, cluster_id: str) -> str:
+def offered_reason(store: Store, cluster_id: str, dataset: str | None = None) -> str:
     """The reason a reviewer starts from when marking: their earlier one, or the model's if accepted."""
-    rows = store.reviewed_clusters(cluster_id)
+    dataset, cluster_id = parse_ref(store, cluster_id, dataset)
+    rows = store.reviewed_clusters(cluster_id, dataset=dataset)
     return _reason_of(rows[0]) if rows else ""
 
 
 # --------------------------------------------------------------------------- marking
 
 
-def reason_evidence(store: Store, cluster_id: str) -> str | None:
+def reason_evidence(store: Store, cluster_id: str, dataset: str | None = None) -> str | None:
     """The offline judge's numbers behind its reason for this cluster, for a hover text beside
     the reason; the reason itself stays a plain sentence, since it is what the prompt teaches."""
     from clusterqc.judges.offline import metrics_of
 
-    for proposal in reversed(store.proposals_for(cluster_id)):
+    for proposal in reversed(store.proposals_for(cluster_id, dataset=dataset)):
         metrics = metrics_of(proposal.raw)
         if metrics:
             return metrics
     return None
 
 
-def mark_example(store: Store, cluster_id: str, reason: str, marked_by: str) -> dict[str, Any]:
-    """Mark a decided cluster as an example with `reason`; its verdict is the cluster's label."""
-    row = next(iter(store.reviewed_clusters(cluster_id)), None)
+def mark_example(
+    store: Store, cluster_id: str, reason: str, marked_by: str, dataset: str | None = None
+) -> dict[str, Any]:
+    """Mark a decided cluster as an example with `reason`; its verdict is the cluster's label.
+
+    `cluster_id` may be `DATASET:ID`; a plain id is of `dataset` (None: the only one)."""
+    dataset, cluster_id = parse_ref(store, cluster_id, dataset)
+    row = next(iter(store.reviewed_clusters(cluster_id, dataset=dataset)), None)
     if row is None:
-        known = store.cluster_info(cluster_id) is not None
+        known = store.cluster_info(cluster_id, dataset=dataset) is not None
         why = "has no decision yet (decide it first)" if known else "is not in the database"
         raise FewShotError(f"cluster {cluster_id} {why}")
     if row["n_verdicts"] > 1:
@@ -124,12 +154,14 @@ def mark_example(store: Store, cluster_id: str, reason: str, marked_by: str) -> 
         raise FewShotError(f"cluster {cluster_id}: an example needs a reason (the model learns from it)")
     if not marked_by or not marked_by.strip():
         raise FewShotError("marking an example needs a reviewer name")
-    store.set_example(cluster_id, Verdict(row["verdict"]), reason, marked_by.strip(), row["decision_id"])
-    return store.examples([cluster_id])[0]
+    store.set_example(cluster_id, Verdict(row["verdict"]), reason, marked_by.strip(), row["decision_id"],
+                      dataset=dataset)
+    return store.examples([cluster_id], dataset=dataset)[0]
 
 
-def unmark_example(store: Store, cluster_id: str) -> bool:
-    return store.remove_example(cluster_id)
+def unmark_example(store: Store, cluster_id: str, dataset: str | None = None) -> bool:
+    dataset, cluster_id = parse_ref(store, cluster_id, dataset)
+    return store.remove_example(cluster_id, dataset=dataset)
 
 
 # --------------------------------------------------------------------------- suggestion
@@ -160,7 +192,7 @@ def _quotas(k: int, counts: dict[Verdict, int]) -> dict[Verdict, int]:
     return {v: min(quota[v], counts[v]) for v in Verdict}
 
 
-def suggest(store: Store, k: int, exclude: Iterable[str] = ()) -> list[Candidate]:
+def suggest(store: Store, k: int, exclude: Iterable[str] = (), dataset: str | None = None) -> list[Candidate]:
     """Up to `k` examples: balanced across verdicts, overrides first, spread across kinds.
 
     Greedy farthest-point selection on TF-IDF cosine similarity: each pick is, among the
@@ -172,7 +204,7 @@ def suggest(store: Store, k: int, exclude: Iterable[str] = ()) -> list[Candidate
     if k < 1:
         raise FewShotError(f"--k must be at least 1, not {k}")
     skip = set(exclude)
-    pool = [c for c in candidates(store) if c.cluster_id not in skip]
+    pool = [c for c in candidates(store, dataset) if (c.ref or c.cluster_id) not in skip]
     if not pool:
         return []
     vectors = _vectors([c.text for c in pool])
@@ -192,7 +224,7 @@ def has_reason(candidate: Candidate) -> bool:
     return bool(candidate.reason.strip())
 
 
-def suggest_usable(store: Store, k: int) -> tuple[list[Candidate], list[Candidate]]:
+def suggest_usable(store: Store, k: int, dataset: str | None = None) -> tuple[list[Candidate], list[Candidate]]:
     """(up to `k` examples usable as they are, the ones `suggest` would add that need a reason first).
 
     Why: an unmarked override the reviewer accepted without a note has no reason to show the
@@ -200,10 +232,10 @@ def suggest_usable(store: Store, k: int) -> tuple[list[Candidate], list[Candidat
     are left out of the picks (the next usable candidates take their place) and listed apart,
     to be marked with a reason.
     """
-    everything = suggest(store, k)
+    everything = suggest(store, k, dataset=dataset)
     need_reason = [c for c in everything if not has_reason(c)]
-    without = [c.cluster_id for c in candidates(store) if not has_reason(c)]
-    usable = suggest(store, k, exclude=without) if need_reason else everything
+    without = [c.ref or c.cluster_id for c in candidates(store, dataset) if not has_reason(c)]
+    usable = suggest(store, k, exclude=without, dataset=dataset) if need_reason else everything
     return usable, need_reason
 
 
@@ -227,8 +259,9 @@ def _pick(pool: Sequence[Candidate], vectors: Any, chosen: list[int], verdict: V
 # --------------------------------------------------------------------------- prompt versions
 
 
-def examples_for(store: Store, cluster_ids: Sequence[str]) -> list[FewShotExample]:
-    """Few-shot examples for these clusters, in the given order, with their reasons.
+def examples_for(store: Store, cluster_ids: Sequence[str], dataset: str | None = None) -> list[FewShotExample]:
+    """Few-shot examples for these clusters (ids of `dataset`, or `DATASET:ID` from any dataset),
+    in the given order, with their reasons; each records which (dataset, cluster) it is.
 
     A cluster not marked yet uses the reason a reviewer would be offered; one with no reason at
     all is refused (an example without a reason teaches the format, not the judgement).
@@ -239,13 +272,14 @@ def examples_for(store: Store, cluster_ids: Sequence[str]) -> list[FewShotExampl
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise FewShotError(f"example listed twice: {', '.join(dupes)}")
-    by_id = {c.cluster_id: c for c in candidates(store)}
-    clusters = {c.id: c for c in store.iter_clusters(ids)}
+    by_key = {c.key: c for c in candidates(store)}
     out = []
     for cid in ids:
-        if cid not in clusters:
+        key = parse_ref(store, cid, dataset)
+        cluster = store.get_cluster(key[1], dataset=key[0])
+        if cluster is None:
             raise FewShotError(f"cluster {cid} is not in the database")
-        cand = by_id.get(cid)
+        cand = by_key.get(key)
         if cand is None:
             raise FewShotError(f"cluster {cid} has no agreed human verdict (decide it first)")
         if not cand.reason.strip():
@@ -253,7 +287,7 @@ def examples_for(store: Store, cluster_ids: Sequence[str]) -> list[FewShotExampl
                 f"cluster {cid} has no reason to show the model: mark it first "
                 f"(clusterqc fewshot mark {cid} --reason \"...\")"
             )
-        out.append(FewShotExample.from_cluster(clusters[cid], cand.reason, cand.verdict))
+        out.append(FewShotExample.from_cluster(cluster, cand.reason, cand.verdict))
     return out
 
 
@@ -277,6 +311,7 @@ def create_prompt(
     cluster_ids: Sequence[str],
     mode: str = "replace",
     base: str | Path | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Build a prompt version from `base` and the examples of `cluster_ids`, and store it.
 
@@ -290,7 +325,7 @@ def create_prompt(
     name = name.strip()
     taken = store.get_prompt(name)
     parent = base_template(store, base)
-    examples = examples_for(store, cluster_ids)
+    examples = examples_for(store, cluster_ids, dataset)
     template = with_examples(parent, examples, mode=mode, name=name)
     if taken is not None and taken["name"] == name and taken["version"] != template.version:
         raise FewShotError(f"prompt name {name!r} is already used by version {taken['version']}")
@@ -317,8 +352,14 @@ def ensure_seed(store: Store) -> str:
 
 
 def example_cluster_ids(prompt_row: dict[str, Any]) -> set[str]:
-    """Clusters a stored prompt version learned from: never part of its own evaluation."""
+    """Ids of the clusters a stored prompt version learned from (of any dataset)."""
     return {e["cluster_id"] for e in prompt_row.get("examples", []) if e.get("cluster_id")}
+
+
+def example_keys(prompt_row: dict[str, Any]) -> set[tuple[str | None, str]]:
+    """(dataset, id) of the clusters a version learned from: never part of its own evaluation.
+    The dataset is None for an example stored without one (it then leaks into every dataset)."""
+    return {(e.get("dataset"), e["cluster_id"]) for e in prompt_row.get("examples", []) if e.get("cluster_id")}
 
 
 def _seed_row() -> dict[str, Any]:
@@ -390,12 +431,19 @@ def diff_prompts(store: Store, a: str, b: str, context: int = 3) -> str:
     return "".join(lines)
 
 
-def preview(store: Store, name_or_version: str, cluster_id: str | None = None) -> str:
-    """The text the model would get: the template rendered for a cluster (or the first one)."""
+def preview(
+    store: Store, name_or_version: str, cluster_id: str | None = None, dataset: str | None = None
+) -> str:
+    """The text the model would get: the template rendered for a cluster (an id of `dataset`, or
+    `DATASET:ID`), or for the first cluster."""
     row = get_prompt(store, name_or_version)
     template = PromptTemplate(row["template"], name=row["name"])
-    ids = [cluster_id] if cluster_id else store.cluster_ids()[:1]
-    cluster = next(iter(store.iter_clusters(ids)), None) if ids else None
+    if cluster_id:
+        ds, cid = parse_ref(store, cluster_id, dataset)
+        cluster = store.get_cluster(cid, dataset=ds)
+    else:
+        first = store.cluster_keys(dataset)[:1]
+        cluster = store.get_cluster(first[0][1], dataset=first[0][0]) if first else None
     if cluster is None:
         if cluster_id:
             raise FewShotError(f"cluster {cluster_id} is not in the database")
@@ -440,7 +488,7 @@ def stale_labels(store: Store) -> list[dict[str, Any]]:
 def queue_stale(store: Store) -> int:
     """Queue every cluster with a stale label for a second look (Review filter "recheck")."""
     stale = stale_labels(store)
-    ids = [r["cluster_id"] for r in stale]
+    ids = [(r["dataset"], r["cluster_id"]) for r in stale]
     if not ids:
         return 0
     return store.queue_rechecks(ids, why=f"decided before guideline {current_guideline(store)}")

@@ -45,6 +45,7 @@ class ImportSummary:
     read: int
     added: int
     unchanged: int
+    dataset: str = ""
 
 
 def _text(path: str) -> str:
@@ -144,21 +145,27 @@ def read_decisions(path: str | Path) -> list[DecisionRow]:
     return rows
 
 
-def import_decisions(store: Store, path: str | Path, reviewer: str) -> ImportSummary:
-    """Read, check against the store, then write every new decision in one transaction."""
+def import_decisions(store: Store, path: str | Path, reviewer: str, dataset: str | None = None) -> ImportSummary:
+    """Read, check against the store, then write every new decision in one transaction.
+
+    The file's cluster ids are of one dataset (None: the only one; with several, the
+    DatasetError lists them)."""
     if not reviewer or not reviewer.strip():
         raise ValueError("--reviewer must name who made these decisions")
+    dataset = store.resolve_dataset(dataset)
     rows = read_decisions(path)
-    known = store.known_cluster_ids(r.cluster_id for r in rows)
+    known = store.known_cluster_ids((r.cluster_id for r in rows), dataset=dataset)
     for row in rows:
         if row.cluster_id not in known:
-            raise IngestError(str(path), f"line {row.line}", f"unknown cluster {row.cluster_id!r} (not in the database)")
+            raise IngestError(
+                str(path), f"line {row.line}", f"unknown cluster {row.cluster_id!r} (not in dataset {dataset})"
+            )
     standing = {
         label["cluster_id"]: (label["verdict"], label["note"])
-        for label in store.labels()
+        for label in store.labels(dataset=dataset)
         if label["reviewer"] == reviewer.strip()
     }
     new = [r for r in rows if standing.get(r.cluster_id) != (r.verdict.value, r.note)]
     if new:
-        store.decide_many(reviewer, [(r.cluster_id, r.verdict, r.note) for r in new])
-    return ImportSummary(read=len(rows), added=len(new), unchanged=len(rows) - len(new))
+        store.decide_many(reviewer, [(r.cluster_id, r.verdict, r.note) for r in new], dataset=dataset)
+    return ImportSummary(read=len(rows), added=len(new), unchanged=len(rows) - len(new), dataset=dataset)

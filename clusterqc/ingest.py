@@ -22,10 +22,14 @@ Formats (detected from the extension, then from the content for unknown extensio
 - CSV with `cluster_id` (or `id`), `closest_samples`, `furthest_samples` (JSON arrays in cells)
 - Parquet with list columns (list of strings or of structs with text/uid/url)
 A sample is a caption string or `{"text": ..., "uid": ..., "url": ..., "clip_score": ...}`;
-clusters may carry `size` (a non-negative integer), `dataset` (a string) and `stats` (pool
+clusters may carry `size` (a non-negative integer), `dataset` (a dataset name) and `stats` (pool
 evidence: an object of finite numbers, see `STATS_FIELDS`). CLIP scores are DataComp's
 `clip_l14_similarity_score` cosines in [-1, 1]; NaN, infinities, booleans and strings are
 refused at import with their place, so nothing downstream has to guess what a score means.
+
+Datasets: `--dataset NAME` puts every cluster of the files in NAME; without it a cluster goes
+in the dataset its record names, else in one named after its file's stem
+(`cluster_samples.json` -> `cluster_samples`).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterqc.model import Cluster, ClusterRecord, Sample
-from clusterqc.store import ConflictError, ImportResult, Store
+from clusterqc.store import ConflictError, DatasetError, ImportResult, Store, check_dataset_name, name_from_stem
 
 ID_FIELDS = ("cluster_id", "id")
 LIST_FIELDS = ("closest_samples", "furthest_samples")
@@ -79,9 +83,10 @@ class IngestError(ValueError):
 class _Validator:
     """Turns parsed records into Clusters, raising IngestError that names the place."""
 
-    def __init__(self, file: str, dataset: str | None):
+    def __init__(self, file: str, dataset: str | None, override: bool = False):
         self.file = file
-        self.dataset = dataset
+        self.dataset = dataset  # the dataset of records that name none (or of all, with override)
+        self.override = override
         self.seen: dict[str, _Place] = {}
         # Whether a lone surrogate can be in this input at all: readers clear it for JSON text
         # without a \uD800-\uDFFF escape (strict UTF-8 decoding cannot produce one otherwise).
@@ -107,7 +112,9 @@ class _Validator:
         if cid in self.seen:
             raise self.fail(where, f"duplicate cluster id {cid!r} (first at {self.seen[cid]})")
         self.seen[cid] = where
-        return ClusterRecord(cid, closest, furthest, size, dataset if dataset is not None else self.dataset, stats)
+        if dataset is None or self.override:
+            dataset = self.dataset
+        return ClusterRecord(cid, closest, furthest, size, dataset, stats)
 
     def cluster_id(self, where: object, cid: Any) -> str:
         if cid is _MISSING or cid is None:
@@ -247,7 +254,12 @@ class _Validator:
             return None  # an empty name is no name (CSV cannot tell the two apart)
         if not isinstance(value, str):
             raise self.fail(where, f"dataset must be a string, got {_kind(value)}")
-        return self.text(where, "dataset", value)
+        if self.override:
+            return None  # --dataset decides; the record's own name is not used
+        try:
+            return check_dataset_name(value)
+        except DatasetError as exc:
+            raise self.fail(where, str(exc)) from None
 
 
 class _Place:
@@ -655,10 +667,21 @@ def detect_format(path: str | os.PathLike[str], head: bytes) -> str:
 def read_clusters(path: str | os.PathLike[str], dataset: str | None = None) -> list[Cluster]:
     """Read and validate one cluster file whole; raises IngestError naming the place on any problem.
 
-    `dataset` is given to clusters whose file does not name one.
+    Each cluster's dataset is `dataset` if given, else its record's, else the file's stem.
     """
     with _bulk():
-        return [r.to_cluster() for r in _read_one(path, dataset, _Validator(str(path), dataset))]
+        return [r.to_cluster() for r in _read_one(path, dataset, _validator(path, dataset))]
+
+
+def _validator(path: str | os.PathLike[str], dataset: str | None) -> _Validator:
+    """The validator for one file: `dataset` (checked) for all its clusters, else the stem's name."""
+    if dataset is not None:
+        try:
+            check_dataset_name(dataset)
+        except DatasetError as exc:
+            raise IngestError(str(path), "--dataset", str(exc)) from None
+        return _Validator(str(path), dataset, override=True)
+    return _Validator(str(path), name_from_stem(Path(path).stem))
 
 
 def _read_one(path: str | os.PathLike[str], dataset: str | None, v: _Validator) -> list[ClusterRecord]:
@@ -707,23 +730,28 @@ def read_files(
 ) -> list[tuple[str, list[ClusterRecord]]]:
     """Read every file before anything is written; an id in two files is an error too.
 
-    Gives validated `ClusterRecord`s (`.to_cluster()` makes a `Cluster`) for `write_clusters`.
+    Gives validated `ClusterRecord`s (`.to_cluster()` makes a `Cluster`) for `write_clusters`,
+    each with its dataset set (see the module docstring). Two files may share ids when their
+    clusters go in different datasets; within one dataset an id in two files is an error.
     `on_file(file, index)` is called before each file is read (the CLI's progress line).
     """
     if not paths:
         raise IngestError("(no file)", "", "give at least one cluster file")
-    owner: dict[str, str] = {}
+    owner: dict[tuple[str | None, str], str] = {}
     out = []
     for index, path in enumerate(paths):
         file = str(path)
         if on_file is not None:
             on_file(file, index)
         with _bulk():
-            clusters = _read_one(path, dataset, _Validator(file, dataset))
+            clusters = _read_one(path, dataset, _validator(path, dataset))
         for c in clusters:
-            if c.id in owner:
-                raise IngestError(file, f"cluster {c.id!r}", f"duplicate cluster id: also in {owner[c.id]}")
-        owner.update((c.id, file) for c in clusters)
+            if (c.dataset, c.id) in owner:
+                raise IngestError(
+                    file, f"cluster {c.id!r}",
+                    f"duplicate cluster id in dataset {c.dataset!r}: also in {owner[(c.dataset, c.id)]}",
+                )
+        owner.update(((c.dataset, c.id), file) for c in clusters)
         out.append((file, clusters))
     return out
 
@@ -733,12 +761,13 @@ def write_clusters(
 ) -> ImportResult:
     """One `import_clusters` call for all files, so the database sees all of them or none."""
     clusters = [c for _, cs in files for c in cs]
-    sources = {c.id: file for file, cs in files for c in cs}
+    sources = {(c.dataset, c.id): file for file, cs in files for c in cs}
     try:
         with _bulk():
             return store.import_clusters(clusters, source=None, replace=replace, sources=sources)
     except ConflictError as exc:
-        involved = {sources[i] for i in exc.ids}
+        conflicting = set(exc.ids)
+        involved = {f for (_, cid), f in sources.items() if cid in conflicting}
         conflict_files = [f for f, _ in files if f in involved]
         more = len(exc.ids) - 1
         others = ", ".join(exc.ids[1:4]) + (", ..." if more > 3 else "")

@@ -86,17 +86,20 @@ def subset_manifest(
     include_unreviewed: bool,
     sha256: str | None = None,
     assignments_name: str | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest's fields as a dict (JSON-ready). `sha256` is computed when not given."""
-    frame = export_frame(store, include_unreviewed)
+    """The manifest's fields as a dict (JSON-ready). `sha256` is computed when not given.
+
+    The subset is of one dataset (None: the only one), as the assignments are."""
+    dataset = store.resolve_dataset(dataset)
+    frame = export_frame(store, include_unreviewed, dataset=dataset)
     decisions, judges = _decisions(frame, set(result.kept_cluster_ids))
-    datasets = sorted({c.dataset for c in store.iter_clusters(result.kept_cluster_ids) if c.dataset})
     cut = result.cut
     total = result.total_samples
     return {
         "subset": Path(out).name,
         "format": "numpy .npy, dtype u8,u8 (first 16 hex digits of the uid, last 16), sorted",
-        "dataset": datasets[0] if len(datasets) == 1 else (datasets or None),
+        "dataset": dataset,
         "assignments": {
             "file": assignments_name or str(Path(assignments).resolve()),
             "sha256": sha256 or file_sha256(assignments),
@@ -145,7 +148,7 @@ def write_manifest(manifest: dict[str, Any] | bytes, path: str | os.PathLike[str
 
 def subset_from_upload(
     store: Store, name: str, data: bytes, keep: Iterable[str], include_unreviewed: bool = False,
-    cut: ScoreCut | None = None,
+    cut: ScoreCut | None = None, dataset: str | None = None,
 ) -> tuple[SubsetResult, dict[str, Any]]:
     """The Export page's subset and its manifest from uploaded bytes; errors name the upload.
 
@@ -157,9 +160,10 @@ def subset_from_upload(
         path = Path(tmp) / f"assignments{suffix}"
         path.write_bytes(data)
         try:
-            result = build_subset(store, path, keep, include_unreviewed, cut=cut)
+            result = build_subset(store, path, keep, include_unreviewed, cut=cut, dataset=dataset)
             manifest = subset_manifest(store, result, path, "subset.npy", keep, include_unreviewed,
-                                       sha256=hashlib.sha256(data).hexdigest(), assignments_name=name)
+                                       sha256=hashlib.sha256(data).hexdigest(), assignments_name=name,
+                                       dataset=dataset)
         except SubsetError as exc:
             raise SubsetError(str(exc).replace(str(path), name)) from exc
     return result, manifest

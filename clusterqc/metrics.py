@@ -380,8 +380,30 @@ def report_from_frames(
     )
 
 
-def agreement_report(store: Any, n_boot: int = N_BOOT, seed: int = SEED) -> AgreementReport:
-    """Read the store once and compute every agreement statistic."""
-    labels = labels_frame(store.labels())
-    proposals = proposals_frame(store.proposal_verdicts())
+def _qualified(rows: list[dict[str, Any]], several: bool) -> list[dict[str, Any]]:
+    """With several datasets, cluster ids become `DATASET:ID` so two clusterings' `Cluster_0`
+    are two clusters to every statistic (dataset names hold no ':')."""
+    if not several:
+        return rows
+    return [{**r, "cluster_id": f"{r['dataset']}:{r['cluster_id']}"} for r in rows]
+
+
+def agreement_report(store: Any, n_boot: int = N_BOOT, seed: int = SEED, dataset: str | None = None) -> AgreementReport:
+    """Read the store once and compute every agreement statistic, over every dataset or one."""
+    several = dataset is None and len(store.dataset_names()) > 1
+    labels = labels_frame(_qualified(store.labels(dataset=dataset), several))
+    proposals = proposals_frame(_qualified(store.proposal_verdicts(dataset=dataset), several))
     return report_from_frames(labels, proposals, n_boot, seed)
+
+
+def agreement_by_dataset(store: Any, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+    """Each judge's agreement with the reviewers in each dataset, side by side (one row each)."""
+    frames = []
+    for name in store.dataset_names():
+        table = judge_table(agreement_report(store, n_boot, seed, dataset=name).judges)
+        if not table.empty:
+            frames.append(table.assign(dataset=name))
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "judge", "prompt_version", "compared", "agreement", "kappa"])
+    out = pd.concat(frames, ignore_index=True)
+    return out[["dataset"] + [c for c in out.columns if c != "dataset"]]

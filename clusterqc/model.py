@@ -111,14 +111,14 @@ class Cluster:
     def content_hash(self) -> str:
         """Identity of the content, so a re-import of the same data is recognised as such.
 
-        `stats` joins the payload only when present, so clusters without evidence keep the
-        hash they had before stats existed (their decisions stay theirs).
+        The dataset is left out: it is where the cluster lives, not what it holds. `stats` joins
+        the payload only when present, so clusters without evidence keep the hash they had
+        before stats existed (their decisions stay theirs).
         """
         content: dict[str, Any] = {
             "closest": [s.to_json() for s in self.closest],
             "furthest": [s.to_json() for s in self.furthest],
             "size": self.size,
-            "dataset": self.dataset,
         }
         if self.stats is not None:
             content["stats"] = dict(self.stats)
@@ -167,6 +167,8 @@ class Proposal:
     completion_tokens: int | None = None
     id: int | None = None
     created_at: str | None = None
+    dataset: str | None = None  # None: the cluster's only dataset (see clusterqc.store.datasets)
+    content_hash: str | None = None  # the content it answered; None: the cluster's current one
     # The judge's probability for its own verdict (0.5-1), when it gives one: the learned judge
     # does, and the "least certain first" queue sorts by it. Last, so positional callers keep working.
     confidence: float | None = None
@@ -195,6 +197,8 @@ class Decision:
     guideline: str | None = None
     id: int | None = None
     created_at: str | None = None
+    dataset: str | None = None
+    content_hash: str | None = None  # the content it was made on
 
 
 @dataclass(frozen=True)

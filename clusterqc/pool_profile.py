@@ -43,10 +43,13 @@ def _counts(keys: Any) -> Counter[object]:
 
 
 def read_pool_profile(
-    store: Store, assignments: str | os.PathLike[str], column: str = SCORE_COLUMN, name: str | None = None
+    store: Store, assignments: str | os.PathLike[str], column: str = SCORE_COLUMN, name: str | None = None,
+    dataset: str | None = None,
 ) -> tuple[dict[str, Any], list[tuple[str, int, int]]]:
-    """(profile, per-cluster rows) from one pass over the keys and scores of the file."""
-    names = _ClusterNames(store.cluster_ids())
+    """(profile, per-cluster rows) from one pass over the keys and scores of the file.
+
+    The file is the pool of one dataset's clustering (None: the only dataset)."""
+    names = _ClusterNames(store.cluster_ids(store.resolve_dataset(dataset)))
     keys_parts, score_parts = [], []
     key_column = "cluster_id"
     try:
@@ -85,21 +88,25 @@ def read_pool_profile(
 
 
 def record_pool_profile(
-    store: Store, assignments: str | os.PathLike[str], column: str = SCORE_COLUMN, name: str | None = None
+    store: Store, assignments: str | os.PathLike[str], column: str = SCORE_COLUMN, name: str | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
-    """Read the profile and store it (replacing any earlier one); returns the profile."""
-    profile, rows = read_pool_profile(store, assignments, column, name)
-    store.save_pool_profile(profile, rows)
+    """Read the dataset's profile and store it (replacing its earlier one); returns the profile."""
+    dataset = store.resolve_dataset(dataset)
+    profile, rows = read_pool_profile(store, assignments, column, name, dataset)
+    store.save_pool_profile(profile, rows, dataset)
     return profile
 
 
-def record_pool_profile_from_upload(store: Store, name: str, data: bytes, column: str = SCORE_COLUMN) -> dict[str, Any]:
+def record_pool_profile_from_upload(
+    store: Store, name: str, data: bytes, column: str = SCORE_COLUMN, dataset: str | None = None
+) -> dict[str, Any]:
     """`record_pool_profile` over uploaded bytes (the Export page); errors and the profile name the upload."""
     suffix = Path(name).suffix or ".csv"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"assignments{suffix}"
         path.write_bytes(data)
         try:
-            return record_pool_profile(store, path, column, name=name)
+            return record_pool_profile(store, path, column, name=name, dataset=dataset)
         except SubsetError as exc:
             raise SubsetError(str(exc).replace(str(path), name)) from exc

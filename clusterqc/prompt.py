@@ -177,6 +177,7 @@ class FewShotExample:
     reason: str
     verdict: Verdict
     cluster_id: str | None = None
+    dataset: str | None = None  # with cluster_id: which cluster it is (a prompt may mix datasets)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the store's `prompts.examples` column."""
@@ -188,6 +189,8 @@ class FewShotExample:
         }
         if self.cluster_id is not None:
             out["cluster_id"] = self.cluster_id
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
         return out
 
     @classmethod
@@ -195,14 +198,16 @@ class FewShotExample:
         verdict = Verdict.parse(data["verdict"])
         if verdict is None:
             raise ValueError("a few-shot example needs a verdict")
-        return cls(tuple(data["closest"]), tuple(data["furthest"]), data["reason"], verdict, data.get("cluster_id"))
+        return cls(tuple(data["closest"]), tuple(data["furthest"]), data["reason"], verdict, data.get("cluster_id"),
+                   data.get("dataset"))
 
     @classmethod
     def from_cluster(cls, cluster: Cluster, reason: str, verdict: Verdict | str) -> "FewShotExample":
         parsed = Verdict.parse(verdict)
         if parsed is None:
             raise ValueError("a few-shot example needs a verdict")
-        return cls(tuple(cluster.closest_texts()), tuple(cluster.furthest_texts()), reason, parsed, cluster.id)
+        return cls(tuple(cluster.closest_texts()), tuple(cluster.furthest_texts()), reason, parsed, cluster.id,
+                   cluster.dataset)
 
 
 def _escape(text: str) -> str:

@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +142,13 @@ def record_prompt(store: Store, judge: Judge) -> None:
         save_template(store, template)
 
 
-def _clusters(store: Store, ids: list[str]) -> Iterator[Cluster]:
-    """Load clusters a chunk at a time, fully read before any write (no cursor left open)."""
-    for start in range(0, len(ids), LOAD_CHUNK):
-        yield from list(store.iter_clusters(ids[start : start + LOAD_CHUNK]))
+def _clusters(store: Store, keys: list[tuple[str, str]]) -> Iterator[Cluster]:
+    """Load clusters ((dataset, id) keys, in order) a chunk at a time, fully read before any
+    write (no cursor left open)."""
+    for start in range(0, len(keys), LOAD_CHUNK):
+        chunk = keys[start : start + LOAD_CHUNK]
+        for dataset in dict.fromkeys(ds for ds, _ in chunk):
+            yield from list(store.iter_clusters([cid for ds, cid in chunk if ds == dataset], dataset=dataset))
 
 
 class _Run:
@@ -162,19 +165,20 @@ class _Run:
         self.succeeded = False
         self.stopped: str | None = None
         self.errors: list[tuple[str, str]] = []
-        self.transient_failed: list[str] = []  # this round's clusters worth asking once more
+        self.transient_failed: list[tuple[str, str]] = []  # this round's (dataset, id) worth asking once more
         self.second_round = False
 
-    def settle(self, future: Future[Proposal], cluster_id: str) -> None:
+    def settle(self, future: Future[Proposal], key: tuple[str, str]) -> None:
         """Commit one finished request: a proposal, a logged failure, or a reason to stop."""
+        dataset, cluster_id = key
         try:
             proposal = future.result()
         except JudgeError as exc:
             if exc.cancelled:
                 return  # stopped on purpose: nothing wrong with this cluster, nothing to record
-            self._failed(cluster_id, exc)
+            self._failed(cluster_id, exc, dataset)
         else:
-            self._store(proposal, cluster_id)
+            self._store(replace(proposal, dataset=dataset), cluster_id)
         if not self.second_round:
             self.state.done += 1
         self.state.last_cluster = cluster_id
@@ -203,14 +207,14 @@ class _Run:
         self.succeeded = True
         self.transient_in_row = self.bad_in_row = 0
 
-    def _failed(self, cluster_id: str, exc: JudgeError) -> None:
+    def _failed(self, cluster_id: str, exc: JudgeError, dataset: str) -> None:
         message = str(exc)
         self.state.last_error = message
         if exc.fatal:
             self.stopped = self.stopped or message
             return
         if not self.second_round:  # asked again and failed again: the first record stands
-            self.store.add_failure(cluster_id, self.judge.name, self.judge.prompt_version, message)
+            self.store.add_failure(cluster_id, self.judge.name, self.judge.prompt_version, message, dataset=dataset)
         if self.second_round:
             self.state.retrying -= 1
             self.errors = [(c, message if c == cluster_id else e) for c, e in self.errors]
@@ -218,7 +222,7 @@ class _Run:
             self.state.failed += 1
             self.errors.append((cluster_id, message))
             if exc.transient:
-                self.transient_failed.append(cluster_id)
+                self.transient_failed.append((dataset, cluster_id))
         self.transient_in_row = self.transient_in_row + 1 if exc.transient else 0
         self.bad_in_row = self.bad_in_row + 1 if exc.bad_answer else 0
         if self.stopped is not None:
@@ -234,7 +238,7 @@ class _Run:
                 "the endpoint looks unavailable. Run again later to finish."
             )
 
-    def second_round_ids(self, cancel: threading.Event) -> list[str]:
+    def second_round_ids(self, cancel: threading.Event) -> list[tuple[str, str]]:
         """The clusters to ask once more at the end (once per run, never after a stop)."""
         if self.second_round or self.stopped is not None or cancel.is_set() or not self.transient_failed:
             return []
@@ -255,9 +259,12 @@ def run_batch(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     max_transient_failures: int | None = None,
+    dataset: str | None = None,
     grace: float = DRAIN_GRACE,
 ) -> BatchResult:
     """Propose for every cluster that has no proposal yet from this judge and prompt version.
+
+    Every dataset's clusters, or `dataset`'s (`ids` are of one dataset: the only one, or it).
 
     `store` is used only from the calling thread. `cancel` stops new requests; those in flight
     get `grace` seconds to finish and be stored, then are aborted. Exceptions from `progress`
@@ -267,12 +274,12 @@ def run_batch(
         raise ValueError(f"concurrency {concurrency}: must be at least 1")
     started = time.perf_counter()
     record_prompt(store, judge)
-    pending = store.pending_cluster_ids(judge.name, judge.prompt_version, limit=limit, ids=ids)
+    pending = store.pending_keys(judge.name, judge.prompt_version, limit=limit, ids=ids, dataset=dataset)
     run = _Run(store, judge, len(pending), progress,
                max_transient_failures or max(10, 2 * concurrency))
     cancel = cancel or threading.Event()
     todo = _clusters(store, pending)
-    inflight: dict[Future[Proposal], str] = {}
+    inflight: dict[Future[Proposal], tuple[str, str]] = {}
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="clusterqc-judge")
     abandoned = False
     try:
@@ -286,7 +293,7 @@ def run_batch(
                 cluster = next(todo, None)
                 if cluster is None:
                     break
-                inflight[pool.submit(judge.judge, cluster)] = cluster.id
+                inflight[pool.submit(judge.judge, cluster)] = (cluster.dataset, cluster.id)
             if cancel.is_set():
                 break  # Stop: what is in flight gets the drain's grace, then is aborted
             if not inflight:
@@ -320,7 +327,7 @@ def run_batch(
     )
 
 
-def _settle_within(run: _Run, inflight: dict[Future[Proposal], str], seconds: float | None) -> None:
+def _settle_within(run: _Run, inflight: dict[Future[Proposal], tuple[str, str]], seconds: float | None) -> None:
     """Store whatever finishes within `seconds` (None: wait for all of them)."""
     end = None if seconds is None else time.monotonic() + seconds
     while inflight:
@@ -332,7 +339,7 @@ def _settle_within(run: _Run, inflight: dict[Future[Proposal], str], seconds: fl
             run.settle(future, inflight.pop(future))
 
 
-def _drain(run: _Run, inflight: dict[Future[Proposal], str], judge: Judge, cancel: threading.Event,
+def _drain(run: _Run, inflight: dict[Future[Proposal], tuple[str, str]], judge: Judge, cancel: threading.Event,
            grace: float) -> bool:
     """Store what is still in flight when a run ends: those requests are already paid for.
 
@@ -371,14 +378,14 @@ class BatchJob:
     """
 
     def __init__(self, db_path: str | Path, judge: Judge, concurrency: int = DEFAULT_CONCURRENCY,
-                 limit: int | None = None):
+                 limit: int | None = None, dataset: str | None = None):
         self.db_path = Path(db_path)
         self.judge = judge
         self.cancel = threading.Event()
         self.progress: Progress | None = None
         self.result: BatchResult | None = None
         self.error: str | None = None
-        self._args = {"concurrency": concurrency, "limit": limit}
+        self._args = {"concurrency": concurrency, "limit": limit, "dataset": dataset}
         self.thread = threading.Thread(target=self._run, name="clusterqc-propose", daemon=True)
 
     def start(self) -> "BatchJob":
@@ -431,14 +438,15 @@ class Plan:
     estimated_tokens: int  # prompt and answer tokens for the whole run (about 4 chars a token)
 
 
-def plan_run(store: Store, judge: Judge, limit: int | None = None) -> Plan:
+def plan_run(store: Store, judge: Judge, limit: int | None = None, dataset: str | None = None) -> Plan:
     """The rendered prompt for one pending cluster and a token estimate for all of them."""
     from clusterqc.judges.llm import estimate_request_tokens
 
-    pending = store.pending_cluster_ids(judge.name, judge.prompt_version, limit=limit)
+    pending = store.pending_keys(judge.name, judge.prompt_version, limit=limit, dataset=dataset)
+    first = pending[0][1] if pending else None
     template = getattr(judge, "template", None)
     if not isinstance(template, PromptTemplate):
-        return Plan(judge.name, judge.prompt_version, len(pending), pending[0] if pending else None, None, 0)
+        return Plan(judge.name, judge.prompt_version, len(pending), first, None, 0)
     max_tokens = getattr(getattr(judge, "config", None), "max_tokens", None)
     total, example = 0, None
     for cluster in _clusters(store, pending):
@@ -446,7 +454,7 @@ def plan_run(store: Store, judge: Judge, limit: int | None = None) -> Plan:
         total += estimate_request_tokens(messages, max_tokens)
         if example is None:
             example = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
-    return Plan(judge.name, judge.prompt_version, len(pending), pending[0] if pending else None, example, total)
+    return Plan(judge.name, judge.prompt_version, len(pending), first, example, total)
 
 
 # --------------------------------------------------------------------------- imports
@@ -463,7 +471,7 @@ class ImportSummary:
     unparsed: int
 
 
-def import_proposals(store: Store, path: str | Path, judge: str) -> ImportSummary:
+def import_proposals(store: Store, path: str | Path, judge: str, dataset: str | None = None) -> ImportSummary:
     """Bring the original pipeline's output in: its raw JSON (parsed by our parser) or its CSV.
 
     All or nothing: every cluster must already be in the store, so a typo'd file does not
@@ -479,8 +487,9 @@ def import_proposals(store: Store, path: str | Path, judge: str) -> ImportSummar
         raise ProposalImportError(
             f"{path}: expected the pipeline's raw classifications (.json) or its parsed CSV (.csv)"
         )
-    proposals = reader(path, judge.strip())
-    known = set(store.cluster_ids())
+    ds = store.resolve_dataset(dataset)
+    proposals = [replace(p, dataset=ds) for p in reader(path, judge.strip())]
+    known = set(store.cluster_ids(ds))
     unknown = [p.cluster_id for p in proposals if p.cluster_id not in known]
     if unknown:
         more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""

@@ -166,12 +166,22 @@ class ClusterView:
         return answer + ("acceptable", "unacceptable", "skip", "undo")
 
 
-def load_view(store: Store, cluster_id: str, reviewer: str | None) -> ClusterView | None:
-    cluster = store.get_cluster(cluster_id)
+def load_view(
+    store: Store, cluster_id: str, reviewer: str | None, dataset: str | None = None
+) -> ClusterView | None:
+    """The cluster `cluster_id` of `dataset` (None: the only one) as the Review page shows it."""
+    cluster = store.get_cluster(cluster_id, dataset=dataset)
     if cluster is None:
         return None
-    proposals = tuple(store.proposals_for(cluster_id))
-    history = tuple(store.decisions(cluster_id=cluster_id))
+    dataset = cluster.dataset
+    proposals = tuple(store.proposals_for(cluster_id, dataset=dataset))
+    # The history of this content only: decisions on what the cluster held before a replace
+    # stay in the log but are not this screen's (they neither count nor show as "mine").
+    info = store.cluster_info(cluster_id, dataset=dataset) or {}
+    history = tuple(
+        d for d in store.decisions(cluster_id=cluster_id, dataset=dataset)
+        if d.content_hash is None or d.content_hash == info.get("content_hash")
+    )
     mine = None
     if reviewer:
         for d in history:
@@ -179,7 +189,7 @@ def load_view(store: Store, cluster_id: str, reviewer: str | None) -> ClusterVie
                 mine = d.verdict
     return ClusterView(
         cluster=cluster,
-        info=store.cluster_info(cluster_id) or {},
+        info=info,
         proposals=proposals,
         primary=primary_proposal(proposals),
         history=history,
@@ -193,12 +203,16 @@ def load_view(store: Store, cluster_id: str, reviewer: str | None) -> ClusterVie
 
 @dataclass(frozen=True)
 class QueueSettings:
-    """The sidebar's queue choices; a change starts a fresh pass through the queue."""
+    """The sidebar's queue choices; a change starts a fresh pass through the queue.
+
+    `dataset` is the picker's choice (None: the database's only dataset).
+    """
 
     filter: str = "unreviewed"
     sort: str = "id"
     wanted: int = 1
     search: str = ""
+    dataset: str | None = None
 
     def __post_init__(self) -> None:
         if self.filter not in QUEUE_FILTERS:
@@ -290,7 +304,8 @@ class ReviewSession:
     def configure(self, reviewer: str | None, settings: QueueSettings) -> None:
         """Start a fresh pass when the reviewer or the queue settings change."""
         if reviewer != self.state.reviewer or settings != self.state.settings:
-            keep = self.state.current if self.state.pinned and reviewer == self.state.reviewer else None
+            same_place = reviewer == self.state.reviewer and settings.dataset == self.state.settings.dataset
+            keep = self.state.current if self.state.pinned and same_place else None
             self.state.reviewer, self.state.settings = reviewer, settings
             self.state.restart_pass()
             self.state.current, self.state.pinned = keep, keep is not None
@@ -311,11 +326,12 @@ class ReviewSession:
         """Take the next cluster from the queue (a read-only peek when nobody is reviewing)."""
         s, state = self.state.settings, self.state
         if not state.reviewer:
-            state.current, state.pinned = self.store.peek_cluster(s.filter, s.sort, s.search), False
+            state.current = self.store.peek_cluster(s.filter, s.sort, s.search, dataset=s.dataset)
+            state.pinned = False
             return state.current
         exclude = state.seen if s.filter in BROWSE_FILTERS else []
         state.current = self.store.next_cluster(
-            state.reviewer, s.filter, s.sort, s.wanted, s.search, exclude=exclude, **self._hold
+            state.reviewer, s.filter, s.sort, s.wanted, s.search, exclude=exclude, dataset=s.dataset, **self._hold
         )
         state.pinned = False
         state.done = state.current is None
@@ -326,7 +342,7 @@ class ReviewSession:
     def jump(self, cluster_id: str) -> bool:
         """Show a named cluster whatever the filter says (links, the jump field); False if unknown."""
         cluster_id = cluster_id.strip()
-        if not cluster_id or self.store.cluster_info(cluster_id) is None:
+        if not cluster_id or self.store.cluster_info(cluster_id, dataset=self.state.settings.dataset) is None:
             return False
         self._pin(cluster_id)
         return True
@@ -334,15 +350,16 @@ class ReviewSession:
     def _pin(self, cluster_id: str) -> None:
         self.state.current, self.state.pinned, self.state.done = cluster_id, True, False
         if self.state.reviewer:
-            self.store.hold_cluster(cluster_id, self.state.reviewer, **self._hold)
+            self.store.hold_cluster(cluster_id, self.state.reviewer, dataset=self.state.settings.dataset, **self._hold)
 
     def skipped(self) -> list[str]:
         """This reviewer's stored skips (clusters skipped and not decided since)."""
-        return self.store.skipped_clusters(self.state.reviewer) if self.state.reviewer else []
+        ds = self.state.settings.dataset
+        return self.store.skipped_clusters(self.state.reviewer, dataset=ds) if self.state.reviewer else []
 
     def revisit_skipped(self) -> int:
         """Put the reviewer's skipped clusters back into their queues; returns how many."""
-        count = self.store.unskip(self.state.reviewer) if self.state.reviewer else 0
+        count = self.store.unskip(self.state.reviewer, dataset=self.state.settings.dataset) if self.state.reviewer else 0
         self.state.restart_pass()
         return count
 
@@ -415,7 +432,7 @@ class ReviewSession:
         if action == "skip":
             self.skip(cluster_id)
             return None
-        view = load_view(self.store, cluster_id, self.state.reviewer)
+        view = load_view(self.store, cluster_id, self.state.reviewer, dataset=self.state.settings.dataset)
         if view is None:
             raise ValueError(f"cluster {cluster_id} does not exist")
         return self.decide(view, self._verdict_for(action, view), note)
@@ -434,7 +451,9 @@ class ReviewSession:
 
     def _record(self, cluster_id: str, verdict: Verdict, proposal_id: int | None, note: str) -> Decision:
         reviewer = self._require_reviewer()
-        decision = self.store.decide(cluster_id, reviewer, verdict, proposal_id=proposal_id, note=note.strip())
+        decision = self.store.decide(
+            cluster_id, reviewer, verdict, proposal_id=proposal_id, note=note.strip(), dataset=self.state.settings.dataset
+        )
         proposal = self.store.get_proposal(proposal_id) if proposal_id is not None else None
         self.state.last = _describe(decision, proposal)
         self._move_on(cluster_id)
@@ -442,14 +461,14 @@ class ReviewSession:
 
     def skip(self, cluster_id: str) -> None:
         reviewer = self._require_reviewer()
-        self.store.skip_cluster(reviewer, cluster_id)
+        self.store.skip_cluster(reviewer, cluster_id, dataset=self.state.settings.dataset)
         self.state.last = f"Skipped {cluster_id}."
         self._move_on(cluster_id)
 
     def undo(self) -> Decision | None:
         """Append a reverting row for my latest decision and show that cluster again."""
         reviewer = self._require_reviewer()
-        undone = self.store.undo_last(reviewer)
+        undone = self.store.undo_last(reviewer, dataset=self.state.settings.dataset)
         if undone is None:
             self.state.last = "Nothing to undo: you have no decision left to revert."
             return None

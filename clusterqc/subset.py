@@ -523,9 +523,9 @@ class _ClusterNames:
 # --------------------------------------------------------------------------- the subset
 
 
-def cluster_verdicts(store: Store, include_unreviewed: bool) -> dict[str, str]:
-    """cluster id -> label (reviewed, or the model's when `include_unreviewed`)."""
-    df = export_frame(store, include_unreviewed)
+def cluster_verdicts(store: Store, include_unreviewed: bool, dataset: str | None = None) -> dict[str, str]:
+    """cluster id -> label (reviewed, or the model's when `include_unreviewed`) in one dataset."""
+    df = export_frame(store, include_unreviewed, dataset=store.resolve_dataset(dataset))
     return dict(zip(df["cluster_id"].tolist(), df["label"].tolist()))
 
 
@@ -606,15 +606,19 @@ def build_subset(
     block_bytes: int = CSV_BLOCK_BYTES,
     batch_rows: int = PARQUET_BATCH_ROWS,
     cut: ScoreCut | None = None,
+    dataset: str | None = None,
 ) -> SubsetResult:
     """Stream the assignments, keep the uids of clusters labelled one of `keep`, sort them.
 
-    With a `cut`, only those samples whose score passes it (see `ScoreCut`) are kept.
+    With a `cut`, only those samples whose score passes it (see `ScoreCut`) are kept. An
+    assignments file belongs to one clustering: `dataset` (None: the only one; with several
+    the DatasetError lists them).
     """
     keep = {Verdict(k).value for k in keep}
-    verdicts = cluster_verdicts(store, include_unreviewed)
+    dataset = store.resolve_dataset(dataset)
+    verdicts = cluster_verdicts(store, include_unreviewed, dataset)
     kept_ids = {c for c, v in verdicts.items() if v in keep}
-    known = store.cluster_ids()
+    known = store.cluster_ids(dataset)
     names = _ClusterNames(known)
     sizes: Counter[object] = Counter()
     parts: list[ChunkPart] = []
@@ -667,6 +671,7 @@ def build_subset(
 def build_subset_from_upload(
     store: Store, name: str, data: bytes, keep: Iterable[str], include_unreviewed: bool = False,
     cut: ScoreCut | None = None,
+    dataset: str | None = None,
 ) -> SubsetResult:
     """`build_subset` over uploaded bytes (the Export page); errors name the upload, not the copy.
 
@@ -678,7 +683,7 @@ def build_subset_from_upload(
         path = Path(tmp) / f"assignments{suffix}"
         path.write_bytes(data)
         try:
-            return build_subset(store, path, keep, include_unreviewed, cut=cut)
+            return build_subset(store, path, keep, include_unreviewed, cut=cut, dataset=dataset)
         except SubsetError as exc:
             raise SubsetError(str(exc).replace(str(path), name)) from exc
 

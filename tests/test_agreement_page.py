@@ -98,7 +98,7 @@ def test_disagreements_link_to_the_review_page_with_escaped_ids(db: Path) -> Non
     links = {parse_qs(link.proto.query_string)["cluster"][0]: link for link in at.main.get("page_link")}
     assert sorted(links) == sorted([ODD_ID, "C_1"])
     odd = links[ODD_ID]
-    assert parse_qs(odd.proto.query_string) == {"cluster": [ODD_ID], "reviewer": ["alice"]}
+    assert parse_qs(odd.proto.query_string) == {"cluster": [ODD_ID], "dataset": ["default"], "reviewer": ["alice"]}
     # The label is Markdown: every punctuation mark of the id is escaped, so it shows literally.
     assert odd.proto.label == "Open C 9\\&x\\=\\<b\\>\\#?/ü"
     assert len({link.proto.page_script_hash for link in links.values()}) == 1

@@ -30,9 +30,11 @@ def test_import_reimport_and_replace(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     path = write_format("luvdatacomp", sample_clusters(), tmp_path)
     assert run("import", str(path), "--db", str(db)) == (
-        0, "imported 3 clusters from 1 file (0 unchanged, 0 replaced)\n", ""
+        0, "imported 3 clusters from 1 file into datasets clusters, datacomp-small (0 unchanged, 0 replaced)\n", ""
     )
-    assert run("import", str(path), "--db", str(db))[1] == "imported 0 clusters from 1 file (3 unchanged, 0 replaced)\n"
+    assert run("import", str(path), "--db", str(db))[1] == (
+        "imported 0 clusters from 1 file into datasets clusters, datacomp-small (3 unchanged, 0 replaced)\n"
+    )
     data = json.loads(path.read_text(encoding="utf-8"))
     data["Cluster_2"]["closest_samples"] = ["changed"]
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -43,16 +45,16 @@ def test_import_reimport_and_replace(tmp_path: Path) -> None:
     assert err.count("\n") == 1
     assert db_dump(db) == before
     assert run("import", str(path), "--db", str(db), "--replace")[1] == (
-        "imported 0 clusters from 1 file (2 unchanged, 1 replaced)\n"
+        "imported 0 clusters from 1 file into datasets clusters, datacomp-small (2 unchanged, 1 replaced)\n"
     )
     with Store(db) as store:
-        assert store.get_cluster("Cluster_2").closest_texts() == ["changed"]
+        assert store.get_cluster("Cluster_2", dataset="datacomp-small").closest_texts() == ["changed"]
 
 
 def test_import_demo_and_dataset(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     assert run("import", "--demo", "--db", str(db), "--dataset", "datacomp-small")[1] == (
-        "imported 60 clusters from 1 file (0 unchanged, 0 replaced)\n"
+        "imported 60 clusters from 1 file into dataset datacomp-small (0 unchanged, 0 replaced)\n"
     )
     with Store(db) as store:
         assert store.count_clusters() == 60
@@ -80,7 +82,7 @@ def test_several_files_and_a_bad_one_imports_nothing(tmp_path: Path) -> None:
     assert code == 1 and out == ""
     assert err == f"error: {bad}: line 1, byte {at}: not valid UTF-8 (byte 0xff at column {at + 1}); save the file as UTF-8\n"
     assert db_dump(db) == before
-    assert run("import", str(good), "--db", str(db))[1] == "imported 3 clusters from 1 file (0 unchanged, 0 replaced)\n"
+    assert run("import", str(good), "--db", str(db))[1] == "imported 3 clusters from 1 file into datasets datacomp-small, good (0 unchanged, 0 replaced)\n"
 
 
 def test_failed_import_does_not_create_the_database(tmp_path: Path) -> None:
@@ -112,7 +114,7 @@ def test_cluster_command_writes_importable_files(tmp_path: Path) -> None:
     assert (code, err) == (0, "")
     assert stdout.startswith("clustered 40 samples (2-d) into 4 clusters")
     assert len(assignments.read_text(encoding="utf-8").splitlines()) == 41
-    assert run("import", str(out), "--db", str(db))[1] == "imported 4 clusters from 1 file (0 unchanged, 0 replaced)\n"
+    assert run("import", str(out), "--db", str(db))[1] == "imported 4 clusters from 1 file into dataset c (0 unchanged, 0 replaced)\n"
 
 
 def test_cluster_command_errors_are_one_line(tmp_path: Path) -> None:

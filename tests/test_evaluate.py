@@ -140,7 +140,7 @@ def test_an_example_is_never_in_its_own_evaluation_set(curated):
     a = fewshot.create_prompt(store, "a", ["F0", "G1"])
     b = fewshot.create_prompt(store, "b", ["F3", "G1", "G2"], mode="append", base="a")
     assert fewshot.example_cluster_ids(b) == {"F0", "G1", "F3", "G2"}  # the parent's examples too
-    gold = set(ev.gold_labels(store))
+    gold = {cid for _, cid in ev.gold_labels(store)}
     assert set(ev.evaluation_ids(store, [a])) == gold - {"F0", "G1"}
     assert set(ev.evaluation_ids(store, [b])) == gold - {"F0", "G1", "F3", "G2"}
     assert set(ev.evaluation_ids(store, [a, b])) == gold - {"F0", "G1", "F3", "G2"}

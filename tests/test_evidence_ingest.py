@@ -64,10 +64,11 @@ def test_stats_and_clip_scores_are_stored_and_exposed(tmp_path: Path) -> None:
 
 
 def test_clusters_without_evidence_keep_their_old_hash() -> None:
-    """Adding the stats field must not turn every existing cluster into new content."""
+    """Adding the stats field must not turn every existing cluster into new content (the hash
+    m005_datasets gives: the dataset is the cluster's namespace, not part of its content)."""
     cluster = Cluster("C", (Sample("a"), Sample("b", uid="u")), (Sample("c"),), 3, "d")
     old_payload = json.dumps(
-        {"closest": ["a", {"text": "b", "uid": "u"}], "furthest": ["c"], "size": 3, "dataset": "d"},
+        {"closest": ["a", {"text": "b", "uid": "u"}], "furthest": ["c"], "size": 3},
         ensure_ascii=False, sort_keys=True,
     )
     import hashlib

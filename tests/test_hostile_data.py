@@ -14,6 +14,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -93,7 +94,7 @@ def test_megabyte_captions_and_control_characters_round_trip(tmp_path: Path, fmt
     with Store(tmp_path / "t.db") as store:
         result = import_files(store, [path])
         assert result.added == 2
-        assert [store.get_cluster(c.id) for c in original] == original
+        assert [store.get_cluster(c.id) for c in original] == [replace(c, dataset=path.stem) for c in original]
         assert import_files(store, [path]).unchanged == 2  # identity survives the hostile bytes
         # Long captions reach the model whole (the prompt lists samples as JSON strings).
         assert json.dumps(MEGABYTE, ensure_ascii=False)[1:-1] in default_template().render(store.get_cluster("Cluster_1"))
@@ -142,7 +143,7 @@ def test_any_caption_text_round_trips_through_every_format(
             assert str(path) in str(exc)
             assert store.count_clusters() == 0
             pytest.fail(f"valid text refused: {exc}")
-        assert store.get_cluster(cid) == original
+        assert store.get_cluster(cid) == replace(original, dataset=path.stem)
 
 
 # --------------------------------------------------------------------------- refused whole
@@ -200,7 +201,7 @@ def test_ten_thousand_samples_in_a_cluster_import_and_render(tmp_path: Path) -> 
     path = write_file(tmp_path, "json", [big])
     with Store(tmp_path / "t.db") as store:
         import_files(store, [path])
-        assert store.get_cluster("Cluster_big") == big
+        assert store.get_cluster("Cluster_big") == replace(big, dataset=path.stem)
         assert "caption 9999 of a harbour" in default_template().render(big)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -139,6 +140,11 @@ def write_format(fmt: str, clusters: list[Cluster], folder: Path, name: str = "c
     return path
 
 
+def placed(clusters: list[Cluster], path: Path) -> list[Cluster]:
+    """The clusters as the importer places them: in their record's dataset, else the file stem's."""
+    return [replace(c, dataset=c.dataset or path.stem) for c in clusters]
+
+
 def text_only(clusters: list[Cluster]) -> list[Cluster]:
     """The clusters as a list-of-strings Parquet column can hold them (no uid/url)."""
     return [
@@ -154,18 +160,19 @@ FORMATS = ["luvdatacomp", "array", "jsonl", "jsonl-as-json", "jsonl-no-ext", "cs
 def test_every_format_round_trips_exactly(fmt: str, tmp_path: Path, store: Store) -> None:
     expected = text_only(sample_clusters()) if fmt == "parquet" else sample_clusters()
     path = write_format(fmt, expected, tmp_path)
-    assert read_clusters(path) == expected
+    assert read_clusters(path) == placed(expected, path)
     result = import_files(store, [path])
     assert (result.added, result.unchanged, result.replaced) == (3, 0, 0)
-    for c in expected:
-        assert store.get_cluster(c.id) == c
-    assert store.cluster_info("Cluster_1")["source"] == str(path)
+    for c in placed(expected, path):
+        assert store.get_cluster(c.id, dataset=c.dataset) == c
+    assert store.cluster_info("Cluster_1", dataset="clusters")["source"] == str(path)
+    assert store.dataset_names() == ["clusters", "datacomp-small"]  # a record's dataset, else the stem
 
 
 def test_unicode_text_is_stored_byte_for_byte(tmp_path: Path, store: Store) -> None:
     path = write_format("luvdatacomp", sample_clusters(), tmp_path)
     import_files(store, [path])
-    got = store.get_cluster("Cluster_1")
+    got = store.get_cluster("Cluster_1", dataset="clusters")
     assert [s.text for s in got.samples] == NASTY
     assert [s.text.encode("utf-8") for s in got.samples] == [t.encode("utf-8") for t in NASTY]
 
@@ -200,24 +207,29 @@ def test_reimport_changes_nothing(tmp_path: Path, store: Store) -> None:
 
 def test_changed_content_needs_replace(tmp_path: Path, store: Store) -> None:
     clusters = sample_clusters()
-    import_files(store, [write_format("luvdatacomp", clusters, tmp_path, "v1")])
+    clusters = [replace(c, dataset=None) for c in clusters]
+    import_files(store, [write_format("luvdatacomp", clusters, tmp_path, "v1")], dataset="pool")
     changed = [clusters[0], Cluster("Cluster_2", (Sample("new text"),), (Sample("z"),), size=7), clusters[2]]
     v2 = write_format("luvdatacomp", changed, tmp_path, "v2")
     before = dump(store)
     with pytest.raises(IngestError) as err:
-        import_files(store, [v2])
+        import_files(store, [v2], dataset="pool")
     assert "Cluster_2" in str(err.value) and "--replace" in str(err.value) and str(v2) in str(err.value)
     assert dump(store) == before
-    result = import_files(store, [v2], replace=True)
+    result = import_files(store, [v2], dataset="pool", replace=True)
     assert (result.added, result.unchanged, result.replaced) == (0, 2, 1)
-    assert store.get_cluster("Cluster_2") == changed[1]
-    assert store.get_cluster("Cluster_1") == clusters[0]
+    assert store.get_cluster("Cluster_2") == replace(changed[1], dataset="pool")
+    assert store.get_cluster("Cluster_1") == replace(clusters[0], dataset="pool")
+    # Without --dataset the file goes in its own dataset (its stem), so nothing conflicts.
+    assert import_files(store, [v2]).added == 3 and store.dataset_names() == ["pool", "v2"]
 
 
-def test_dataset_option_fills_in_missing_dataset(tmp_path: Path) -> None:
+def test_dataset_option_puts_every_cluster_in_that_dataset(tmp_path: Path) -> None:
     path = write_format("array", sample_clusters(), tmp_path)
     got = {c.id: c.dataset for c in read_clusters(path, dataset="pool-A")}
-    assert got == {"Cluster_1": "pool-A", "Cluster_2": "datacomp-small", "Cluster_10": "pool-A"}
+    assert got == {"Cluster_1": "pool-A", "Cluster_2": "pool-A", "Cluster_10": "pool-A"}
+    got = {c.id: c.dataset for c in read_clusters(path)}  # no --dataset: the record's, else the stem
+    assert got == {"Cluster_1": "clusters", "Cluster_2": "datacomp-small", "Cluster_10": "clusters"}
 
 
 def test_id_field_may_be_id_or_cluster_id_and_an_integer(tmp_path: Path) -> None:
@@ -240,7 +252,7 @@ def test_several_files_all_or_nothing(tmp_path: Path, store: Store) -> None:
         import_files(store, [good, other, bad])
     assert err.value.file == str(bad) and err.value.where.startswith("line 1")
     assert dump(store) == before
-    result = import_files(store, [good, other])
+    result = import_files(store, [good, other], dataset="one")
     assert result.added == 3
     assert store.cluster_info("Other_1")["source"] == str(other)
     assert store.cluster_info("Cluster_1")["source"] == str(good)
@@ -251,9 +263,10 @@ def test_duplicate_id_across_files_is_an_error(tmp_path: Path, store: Store) -> 
     b = write_format("luvdatacomp", sample_clusters()[:1], tmp_path, "b")
     before = dump(store)
     with pytest.raises(IngestError) as err:
-        import_files(store, [a, b])
+        import_files(store, [a, b], dataset="same")  # one dataset: one id may come from one file
     assert err.value.file == str(b) and str(a) in err.value.why and "Cluster_1" in err.value.where
     assert dump(store) == before
+    assert import_files(store, [a, b]).added == 2  # two datasets (a, b): the same id in each
 
 
 def test_error_str_is_file_where_why() -> None:
@@ -386,4 +399,4 @@ def test_big_csv_cells_are_fine(tmp_path: Path) -> None:
     """Cells larger than the csv module's default 128 KiB limit (long caption lists)."""
     long = "x" * 200_000
     c = Cluster("big", (Sample(long),), (Sample("y"),))
-    assert read_clusters(write_format("csv", [c], tmp_path)) == [c]
+    assert read_clusters(write_format("csv", [c], tmp_path)) == [replace(c, dataset="clusters")]

@@ -88,4 +88,4 @@ def test_import_propose_and_evaluate_show_progress_lines(tmp_path: Path) -> None
 def test_without_the_override_a_short_run_prints_only_its_result(tmp_path: Path) -> None:
     result = _run(tmp_path, "import", "--demo", interval=None)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == "imported 60 clusters from 1 file (0 unchanged, 0 replaced)\n"
+    assert result.stdout == "imported 60 clusters from 1 file into dataset demo (0 unchanged, 0 replaced)\n"

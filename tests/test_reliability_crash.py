@@ -179,7 +179,7 @@ def test_import_survives_sigkill(tmp_path: Path) -> None:
             assert present[name] in (0, n), f"trial {trial}: file {name} half imported ({present[name]} of {n})"
         with Store(db) as store:  # the re-run, in process: the same entry point the app uses
             import_files(store, paths)
-            assert store.get_cluster(expected.id) == expected
+            assert store.get_cluster(expected.id, dataset=expected.dataset) == expected  # file A: dataset A
         assert _files_present(db) == IMPORT_FILES
 
 

@@ -585,11 +585,13 @@ def test_history_is_human_readable(four: Path) -> None:
 def test_queue_controls_only_on_the_review_pages(four: Path) -> None:
     at = app()
     at.sidebar.selectbox(key="cqc_filter").set_value("all").run()
-    assert [s.key for s in at.sidebar.selectbox] == ["cqc_filter", "cqc_sort"]
+    # The dataset picker is on every page; the queue's own controls only here.
+    assert [s.key for s in at.sidebar.selectbox] == ["cqc_dataset", "cqc_filter", "cqc_sort"]
     for page in ("views/fewshot.py", "views/export.py"):
         at.switch_page(page).run()
         no_errors(at)
-        assert not at.sidebar.selectbox and not [t for t in at.sidebar.toggle if t.key == "cqc_blind"]
+        assert [s.key for s in at.sidebar.selectbox] == ["cqc_dataset"]
+        assert not [t for t in at.sidebar.toggle if t.key == "cqc_blind"]
     at.switch_page("views/review.py").run()
     assert at.sidebar.selectbox(key="cqc_filter").value == "all"  # kept while away
 

@@ -223,7 +223,7 @@ def test_sidebar_controls_then_escape_then_keys_work(page: Any, server: tuple[st
     db = server[1]
     sidebar = page.locator("[data-testid='stSidebar']")
     # A selectbox: choose a sort, Escape, then A decides the cluster on screen.
-    sidebar.locator("[data-testid='stSelectbox']").nth(1).click()
+    sidebar.locator("[data-testid='stSelectbox']").nth(2).click()  # after the dataset picker and the queue
     page.get_by_role("option", name="Size (largest first)").click()
     settle(page)
     first = shown(page)

@@ -47,7 +47,7 @@ def test_bulk_import_rebuilds_every_index_and_matches_the_plain_path(tmp_path: P
         assert bulk.integrity_check() == "ok"
         assert _dump(bulk) == _dump(plain)
         plan = " ".join(r[3] for r in bulk.conn.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM clusters WHERE n_reviews = 0 ORDER BY nkey LIMIT 1"
+            "EXPLAIN QUERY PLAN SELECT id FROM clusters WHERE dataset = 'default' AND n_reviews = 0 ORDER BY nkey LIMIT 1"
         ))
         assert "clusters_queue" in plan, "the review queue is still an index walk"
         assert bulk.next_cluster("ann") == "C_0"

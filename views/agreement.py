@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from clusterqc import charts
-from clusterqc.metrics import AgreementReport, JudgeMetrics, agreement_report, judge_table
+from clusterqc.metrics import AgreementReport, JudgeMetrics, agreement_by_dataset, agreement_report, judge_table
 from clusterqc.store import Store
 from clusterqc.ui import common
 
@@ -23,17 +23,19 @@ LINK_COLUMNS = 6
 _MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]<>()#+-.!|~$:=&"})
 
 
-def review_params(cluster_id: str, reviewer: str | None) -> dict[str, str]:
-    """The Review page's query parameters that open it on `cluster_id` (as the reviewer)."""
+def review_params(cluster_id: str, reviewer: str | None, dataset: str | None = None) -> dict[str, str]:
+    """The Review page's query parameters that open it on `cluster_id` of `dataset` (as the reviewer)."""
     params = {"cluster": cluster_id}
+    if dataset:
+        params["dataset"] = dataset
     if reviewer:
         params["reviewer"] = reviewer
     return params
 
 
-def review_link(cluster_id: str, reviewer: str | None) -> str:
-    """A relative link to the Review page (the app's default page) opened on `cluster_id`."""
-    return "./?" + urlencode(review_params(cluster_id, reviewer))
+def review_link(cluster_id: str, reviewer: str | None, dataset: str | None = None) -> str:
+    """A relative link to the Review page (the app's default page) opened on `cluster_id` of `dataset`."""
+    return "./?" + urlencode(review_params(cluster_id, reviewer, dataset))
 
 
 def judges_frame(report: AgreementReport) -> pd.DataFrame:
@@ -60,6 +62,21 @@ JUDGE_COLUMNS = {
     "recall_unacceptable": st.column_config.NumberColumn(
         "recall U", format="percent", help="Of the clusters the reviewers called Unacceptable, how many the judge did"),
 }
+
+
+def by_dataset_section(store: Store) -> None:
+    """Each judge's kappa in each dataset, side by side (rows: judge, columns: dataset)."""
+    st.subheader("All datasets side by side")
+    table = agreement_by_dataset(store)
+    if table.empty:
+        st.info("No dataset has a reviewed cluster with a parsed model answer yet.")
+        return
+    table = table.assign(judge=table["judge"] + " @ " + table["prompt_version"])
+    st.caption("Cohen's kappa of each judge against the reviewers, per dataset (blank: not measurable there).")
+    st.dataframe(table.pivot(index="judge", columns="dataset", values="kappa"),
+                 column_config={c: KAPPA for c in table["dataset"].unique()}, key="agreement_by_dataset")
+    st.dataframe(table[["dataset", "judge", "compared", "agreement", "kappa"]], hide_index=True,
+                 column_config={"agreement": PCT, "kappa": KAPPA})
 
 
 def judges_section(report: AgreementReport) -> None:
@@ -124,7 +141,7 @@ def between_reviewers_section(report: AgreementReport) -> None:
     st.dataframe(ra.pairs, hide_index=True, column_config={"agreement": PCT, "kappa": KAPPA})
 
 
-def disagreements_section(report: AgreementReport, reviewer: str | None) -> None:
+def disagreements_section(report: AgreementReport, reviewer: str | None, dataset: str | None = None) -> None:
     st.subheader("Disagreements")
     table = report.disagreements
     if table.empty:
@@ -136,10 +153,10 @@ def disagreements_section(report: AgreementReport, reviewer: str | None) -> None
                "model_reason", "decided_at"]],
         hide_index=True,
     )
-    review_links(list(dict.fromkeys(table["cluster_id"])), reviewer)
+    review_links(list(dict.fromkeys(table["cluster_id"])), reviewer, dataset)
 
 
-def review_links(cluster_ids: list[str], reviewer: str | None) -> None:
+def review_links(cluster_ids: list[str], reviewer: str | None, dataset: str | None = None) -> None:
     """One click, same tab: a page link per disagreeing cluster that opens it on the Review page."""
     shown = cluster_ids[:LINKS_SHOWN]
     more = len(cluster_ids) - len(shown)
@@ -148,11 +165,14 @@ def review_links(cluster_ids: list[str], reviewer: str | None) -> None:
     cols = st.columns(LINK_COLUMNS)
     for i, cid in enumerate(shown):
         cols[i % LINK_COLUMNS].page_link(REVIEW_PAGE, label="Open " + cid.translate(_MARKDOWN),
-                                         query_params=review_params(cid, reviewer))
+                                         query_params=review_params(cid, reviewer, dataset))
 
 
 def page(store: Store, ctx: common.AppContext) -> None:
-    report = agreement_report(store)
+    if len(store.dataset_names()) > 1 and st.toggle("All datasets side by side", key="agreement_all_datasets"):
+        by_dataset_section(store)
+        return
+    report = agreement_report(store, dataset=ctx.dataset)
     if report.n_reviewed == 0:
         st.info(
             "No reviewed clusters yet. Decide some clusters on the Review page; agreement with each"
@@ -167,10 +187,12 @@ def page(store: Store, ctx: common.AppContext) -> None:
         per_reviewer_section(report)
     between_reviewers_section(report)
     if report.n_proposals:
-        disagreements_section(report, ctx.reviewer.name)
+        disagreements_section(report, ctx.reviewer.name, ctx.dataset)
 
 
 st.title("Agreement")
 _store = common.store_or_stop()
 with common.db_errors():
-    page(_store, common.page_context(_store))
+    _ctx = common.page_context(_store)
+    common.show_dataset(_ctx)
+    page(_store, _ctx)

@@ -12,13 +12,15 @@ from clusterqc.ui import subset as subset_ui
 PREVIEW_ROWS = 200
 
 
-def labels_section(store: Store) -> None:
+def labels_section(store: Store, dataset: str | None = None) -> None:
     st.subheader("Labels")
     include = st.checkbox(
         "Include clusters only the model labelled", key="export_include_unreviewed",
         help="Adds rows with label_source = model_only: the model's latest parsed verdict.",
     )
-    df = export_frame(store, include_unreviewed=include)
+    everything = st.toggle("All datasets", key="export_all_datasets", value=False,
+                           help="Export every dataset's clusters (the dataset column tells them apart).")
+    df = export_frame(store, include_unreviewed=include, dataset=None if everything else dataset)
     if df.empty:
         st.info(
             "No reviewed clusters yet, so there is nothing to export."
@@ -41,6 +43,7 @@ def labels_section(store: Store) -> None:
 st.title("Export")
 _store = common.store_or_stop()
 with common.db_errors():
-    common.page_context(_store)  # the shared sidebar, when app.py did not render it this run
-    labels_section(_store)
-    subset_ui.subset_section(_store)
+    _ctx = common.page_context(_store)  # the shared sidebar, when app.py did not render it this run
+    common.show_dataset(_ctx)
+    labels_section(_store, _ctx.dataset)
+    subset_ui.subset_section(_store, _ctx.dataset)

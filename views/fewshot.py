@@ -11,4 +11,6 @@ st.title("Few-shot")
 _store = common.store_or_stop()
 with common.db_errors():
     _ctx = common.page_context(_store)
+    common.show_dataset(_ctx)
+    st.caption("Examples can come from any dataset; they are named DATASET:ID when there are several.")
     fewshot_ui.page(_store, _ctx.reviewer.name)

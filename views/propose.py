@@ -10,5 +10,6 @@ from clusterqc.ui import propose as propose_ui
 st.title("Propose")
 _store = common.store_or_stop()
 with common.page_errors():
-    common.page_context(_store)
-    propose_ui.page(_store)
+    _ctx = common.page_context(_store)
+    common.show_dataset(_ctx)
+    propose_ui.page(_store, _ctx.dataset)

@@ -42,13 +42,13 @@ def review_card(store: Store, ctx: common.AppContext) -> None:
     rv.follow_links(session, common.K_JUMP_PENDING)
     rv.progress_line(store, ctx)
     rv.show_messages(state)
-    if not store.has_proposals():
+    if not store.has_proposals(dataset=ctx.dataset):
         rv.no_proposals(store)
-    learned_ui.retrain_offer(store)
+    learned_ui.retrain_offer(store, ctx.dataset)
     cluster_id = session.current()
     # Everything the card shows is read before anything of it is drawn, and the card goes
     # into one placeholder: the browser gets the new card in one burst.
-    view = load_view(store, cluster_id, ctx.reviewer.name) if cluster_id else None
+    view = load_view(store, cluster_id, ctx.reviewer.name, dataset=ctx.dataset) if cluster_id else None
     rv.sync_link(view.cluster.id if view else None)
     if view is None:
         rv.queue_empty(session, ctx)

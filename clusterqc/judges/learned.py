@@ -37,7 +37,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -312,10 +312,11 @@ def build_pipeline(columns: np.ndarray, settings: Settings = DEFAULT_SETTINGS) -
 # --------------------------------------------------------------------------- training
 
 
-def training_labels(store: Store) -> dict[str, str]:
-    """cluster id -> verdict for the clusters whose reviewers all agree (disagreements left out)."""
+def training_labels(store: Store, dataset: str | None = None) -> dict[str, str]:
+    """cluster id -> verdict for one dataset's clusters whose reviewers all agree (disagreements
+    left out). The judge learns one clustering at a time: `dataset` None is the only one."""
     verdicts: dict[str, set[str]] = {}
-    for label in store.labels():
+    for label in store.labels(dataset=store.resolve_dataset(dataset)):
         verdicts.setdefault(label["cluster_id"], set()).add(label["verdict"])
     return {cid: next(iter(v)) for cid, v in sorted(verdicts.items()) if len(v) == 1}
 
@@ -418,16 +419,18 @@ def train(clusters: Sequence[Cluster], labels: dict[str, str], settings: Setting
     )
 
 
-def train_from_store(store: Store, settings: Settings = DEFAULT_SETTINGS) -> TrainedModel:
-    """Train on the store's agreed labels (refusing, in one line, when there are too few)."""
-    labels = training_labels(store)
+def train_from_store(store: Store, settings: Settings = DEFAULT_SETTINGS, dataset: str | None = None) -> TrainedModel:
+    """Train on one dataset's agreed labels (refusing, in one line, when there are too few)."""
+    dataset = store.resolve_dataset(dataset)
+    labels = training_labels(store, dataset)
     check_enough(labels)
-    return train(list(store.iter_clusters(list(labels))), labels, settings, offline_raws=_offline_raws(store, labels))
+    return train(list(store.iter_clusters(list(labels), dataset=dataset)), labels, settings,
+                 offline_raws=_offline_raws(store, labels, dataset))
 
 
-def _offline_raws(store: Store, ids: Iterable[str]) -> dict[str, str]:
+def _offline_raws(store: Store, ids: Iterable[str], dataset: str | None = None) -> dict[str, str]:
     """The offline judge's stored answers for these clusters (current offline version only)."""
-    return store.proposal_raws(offline.NAME, offline.PROMPT_VERSION, ids)
+    return store.proposal_raws(offline.NAME, offline.PROMPT_VERSION, ids, dataset=dataset)
 
 
 # --------------------------------------------------------------------------- proposing
@@ -494,22 +497,24 @@ class LearnedRun:
 
 
 def propose_all(store: Store, model: TrainedModel, ids: Iterable[str] | None = None,
-                progress: Callable[[int, int], object] | None = None) -> LearnedRun:
-    """Propose for every cluster without a proposal of this version, a chunk per transaction."""
+                progress: Callable[[int, int], object] | None = None, dataset: str | None = None) -> LearnedRun:
+    """Propose for every cluster of the dataset (the one the model learned; None: the only one)
+    without a proposal of this version, a chunk per transaction."""
     started = time.perf_counter()
-    pending = store.pending_cluster_ids(NAME, model.version, ids=ids)
+    dataset = store.resolve_dataset(dataset)
+    pending = store.pending_cluster_ids(NAME, model.version, ids=ids, dataset=dataset)
     run = LearnedRun(model)
     for start in range(0, len(pending), CHUNK):
-        chunk = list(store.iter_clusters(pending[start : start + CHUNK]))
+        chunk = list(store.iter_clusters(pending[start : start + CHUNK], dataset=dataset))
         fresh = [c for c in chunk if c.id not in model.oof]
-        raws = _offline_raws(store, [c.id for c in fresh])
+        raws = _offline_raws(store, [c.id for c in fresh], dataset)
         probs = dict(zip((c.id for c in fresh), map(float, model.predict(fresh, raws))))
         proposals = [
             make_proposal(model, c.id, model.oof[c.id], True) if c.id in model.oof
             else make_proposal(model, c.id, probs[c.id], False)
             for c in chunk
         ]
-        added = store.add_proposals(proposals)
+        added = store.add_proposals([replace(p, dataset=dataset) for p in proposals])
         run.proposed += added
         run.already += len(proposals) - added
         if progress is not None:
@@ -519,22 +524,24 @@ def propose_all(store: Store, model: TrainedModel, ids: Iterable[str] | None = N
 
 
 def train_and_propose(store: Store, settings: Settings = DEFAULT_SETTINGS,
-                      progress: Callable[[int, int], object] | None = None) -> LearnedRun:
-    """Retrain on the current agreed labels and propose for every cluster: the retrain button's work."""
-    return propose_all(store, train_from_store(store, settings), progress=progress)
+                      progress: Callable[[int, int], object] | None = None, dataset: str | None = None) -> LearnedRun:
+    """Retrain on one dataset's agreed labels and propose for its every cluster: the retrain button's work."""
+    dataset = store.resolve_dataset(dataset)
+    return propose_all(store, train_from_store(store, settings, dataset), progress=progress, dataset=dataset)
 
 
-def decisions_since_training(store: Store) -> int:
-    """Decisions made since the newest learned proposals were stored (all decisions if never trained)."""
-    return store.decisions_since(store.newest_proposal_time(NAME))
+def decisions_since_training(store: Store, dataset: str | None = None) -> int:
+    """A dataset's decisions since its newest learned proposals were stored (all of them if never trained)."""
+    dataset = store.resolve_dataset(dataset)
+    return store.decisions_since(store.newest_proposal_time(NAME, dataset=dataset), dataset=dataset)
 
 
-def retrain_due(store: Store) -> bool:
+def retrain_due(store: Store, dataset: str | None = None) -> bool:
     """True every RETRAIN_EVERY decisions since the last training, once there is enough to learn from."""
-    if decisions_since_training(store) < RETRAIN_EVERY:
+    if decisions_since_training(store, dataset) < RETRAIN_EVERY:
         return False
     try:
-        check_enough(training_labels(store))
+        check_enough(training_labels(store, dataset))
     except NotEnoughLabels:
         return False
     return True

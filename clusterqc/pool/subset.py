@@ -135,17 +135,21 @@ def build_subset_on(
     include_unreviewed: bool = False,
     batch_rows: int = local.PARQUET_BATCH_ROWS,
     cut: local.ScoreCut | None = None,
+    dataset: str | None = None,
 ) -> local.SubsetResult:
     """clusterqc.subset.build_subset with the per-chunk work and the sort run by `engine`.
+
+    Like the local export, the assignments belong to one dataset (None: the only one).
 
     A top-F cut needs the pool's score at one rank before any chunk can be filtered, so it
     takes one more pass: tasks return each chunk's scores, the driver finds the cut (as the
     local export does, with `score_cut`), then the selection pass applies it per chunk.
     """
     keep = {Verdict(k).value for k in keep}
-    verdicts = local.cluster_verdicts(store, include_unreviewed)
+    dataset = store.resolve_dataset(dataset)
+    verdicts = local.cluster_verdicts(store, include_unreviewed, dataset)
     kept_ids = {c for c, v in verdicts.items() if v in keep}
-    known = store.cluster_ids()
+    known = store.cluster_ids(dataset)
     names = local._ClusterNames(known)  # noqa: SLF001
     path = Path(assignments)
     sizes: Counter[Any] = Counter()

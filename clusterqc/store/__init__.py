@@ -2,6 +2,7 @@
 
 - `connection`: the file, WAL, transactions (`BEGIN IMMEDIATE`, bounded retry).
 - `schema`: sqlite-utils migrations.
+- `datasets`: dataset names, and what `dataset=None` means (the only one / all of them).
 - `clusters`: import by content hash, lookup, iteration, caption search SQL.
 - `proposals`: judge answers and failed requests.
 - `decisions`: the append-only decision log and the labels derived from it.
@@ -28,16 +29,18 @@ from clusterqc.store.clusters import (
 )
 from clusterqc.store.connection import DEFAULT_DB, ENV_DB, Connection, resolve_db_path, utcnow
 from clusterqc.store.curation import CurationTables
+from clusterqc.store.datasets import DatasetError, DatasetTable, check_dataset_name, name_from_stem
 from clusterqc.store.decisions import DecisionTable
 from clusterqc.store.evidence import POOL_PROFILE_SETTING, EvidenceQueries
 from clusterqc.store.exports import ExportQueries
 from clusterqc.store.proposals import ProposalTable
 from clusterqc.store.queue import HOLD_SECONDS, QUEUE_FILTERS, QUEUE_SORTS, RECHECK_FILTER, ReviewQueue
-from clusterqc.store.schema import migrations
+from clusterqc.store.schema import DEFAULT_DATASET, migrations
 
 
 class Store(
-    ClusterTable, ProposalTable, DecisionTable, ReviewQueue, CurationTables, ExportQueries, EvidenceQueries, Connection
+    ClusterTable, ProposalTable, DecisionTable, ReviewQueue, CurationTables, ExportQueries, EvidenceQueries,
+    DatasetTable, Connection
 ):
     """One SQLite database file. Cheap to open; open one per process, thread or session."""
 
@@ -48,7 +51,9 @@ class Store(
 __all__ = [
     "BULK_MIN_ROWS",
     "CLUSTER_TEXT_SQL",
+    "DEFAULT_DATASET",
     "DEFAULT_DB",
+    "DatasetError",
     "ENV_DB",
     "HOLD_SECONDS",
     "POOL_PROFILE_SETTING",
@@ -59,7 +64,9 @@ __all__ = [
     "ImportResult",
     "Store",
     "_cluster_row",
+    "check_dataset_name",
     "migrations",
+    "name_from_stem",
     "natural_key",
     "resolve_db_path",
     "utcnow",

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from clusterqc.model import Decision, Verdict
-from clusterqc.store.connection import Connection, utcnow
+from clusterqc.store.connection import utcnow
+from clusterqc.store.datasets import DatasetTable
 from clusterqc.store.curation import current_guideline
 
 
@@ -29,11 +30,16 @@ def _decision_from_row(row: sqlite3.Row) -> Decision:
         guideline=row["guideline"],
         id=row["id"],
         created_at=row["created_at"],
+        dataset=row["dataset"],
+        content_hash=row["content_hash"],
     )
 
 
+def _in(alias: str, dataset: str | None) -> str:
+    return f" AND {alias}.dataset = :ds" if dataset is not None else ""
 
-class DecisionTable(Connection):
+
+class DecisionTable(DatasetTable):
     """The `decisions` log and the `labels` derived from it."""
 
     def decide(
@@ -44,14 +50,24 @@ class DecisionTable(Connection):
         proposal_id: int | None = None,
         note: str = "",
         guideline: str | None = None,
+        dataset: str | None = None,
     ) -> Decision:
-        """Append a reviewer's verdict and update the derived labels, in one transaction."""
+        """Append a reviewer's verdict and update the derived labels, in one transaction.
+
+        The decision records the content hash the cluster has now: a later `import --replace`
+        with other content leaves it in the log but no longer lets it form the label.
+        """
         if not reviewer or not reviewer.strip():
             raise ValueError("a decision needs a reviewer name")
         verdict = Verdict(verdict)
-        return self._write(lambda conn: self._decide_in(conn, cluster_id, reviewer, verdict, proposal_id, note, guideline))
+        ds = self._dataset(dataset)
+        return self._write(
+            lambda conn: self._decide_in(conn, ds, cluster_id, reviewer, verdict, proposal_id, note, guideline)
+        )
 
-    def decide_many(self, reviewer: str, rows: Sequence[tuple[str, Verdict, str]]) -> list[Decision]:
+    def decide_many(
+        self, reviewer: str, rows: Sequence[tuple[str, Verdict, str]], dataset: str | None = None
+    ) -> list[Decision]:
         """Append many (cluster_id, verdict, note) decisions by one reviewer in ONE transaction.
 
         Each row goes through exactly the path `decide` takes (same labels, review counts,
@@ -61,13 +77,15 @@ class DecisionTable(Connection):
         if not reviewer or not reviewer.strip():
             raise ValueError("a decision needs a reviewer name")
         items = [(cid, Verdict(v), note) for cid, v, note in rows]
+        ds = self._dataset(dataset)
         return self._write(
-            lambda conn: [self._decide_in(conn, cid, reviewer, v, None, note, None) for cid, v, note in items]
+            lambda conn: [self._decide_in(conn, ds, cid, reviewer, v, None, note, None) for cid, v, note in items]
         )
 
     def _decide_in(
         self,
         conn: sqlite3.Connection,
+        ds: str,
         cluster_id: str,
         reviewer: str,
         verdict: Verdict,
@@ -75,10 +93,18 @@ class DecisionTable(Connection):
         note: str,
         guideline: str | None,
     ) -> Decision:
-        """One decision inside the caller's transaction: the log row, the label, the hold."""
-        agrees = self._agrees(conn, cluster_id, proposal_id, verdict)
+        """One decision inside the caller's transaction: the log row, the label, the hold, the skip.
+
+        The decision records the content hash the cluster has now: a later `import --replace`
+        with other content leaves it in the log but no longer lets it form the label.
+        """
+        found = conn.execute("SELECT content_hash FROM clusters WHERE dataset = ? AND id = ?", (ds, cluster_id)).fetchone()
+        content_hash = found[0] if found else ""  # no such cluster: the foreign key refuses it
+        agrees = self._agrees(conn, ds, cluster_id, content_hash, proposal_id, verdict)
         row = {
+            "dataset": ds,
             "cluster_id": cluster_id,
+            "content_hash": content_hash,
             "reviewer": reviewer.strip(),
             "verdict": verdict.value,
             "action": "decide",
@@ -93,9 +119,10 @@ class DecisionTable(Connection):
         }
         row["id"] = self._append_decision(conn, row)
         self._set_label(conn, row)
-        conn.execute("DELETE FROM holds WHERE cluster_id = ? AND reviewer = ?", (cluster_id, row["reviewer"]))
+        who = (ds, cluster_id, row["reviewer"])
+        conn.execute("DELETE FROM holds WHERE dataset = ? AND cluster_id = ? AND reviewer = ?", who)
         # A decided cluster is no longer one of the reviewer's skips (m006).
-        conn.execute("DELETE FROM review_skips WHERE cluster_id = ? AND reviewer = ?", (cluster_id, row["reviewer"]))
+        conn.execute("DELETE FROM review_skips WHERE dataset = ? AND cluster_id = ? AND reviewer = ?", who)
         return Decision(**{**row, "verdict": verdict, "agrees": None if agrees is None else bool(agrees)})
 
     def accept_proposal(self, reviewer: str, proposal_id: int, note: str = "") -> Decision:
@@ -106,24 +133,30 @@ class DecisionTable(Connection):
         old one's id; proposals are never rewritten, so the id alone fixes what was accepted.
         """
 
-        prow = self._one("SELECT cluster_id, verdict FROM proposals WHERE id = ?", (proposal_id,))
+        prow = self._one("SELECT dataset, cluster_id, verdict FROM proposals WHERE id = ?", (proposal_id,))
         if prow is None:
             raise ValueError(f"proposal {proposal_id} does not exist")
         if prow["verdict"] is None:
             raise ValueError(f"proposal {proposal_id} has no parsed verdict to accept; decide the cluster instead")
-        return self.decide(prow["cluster_id"], reviewer, Verdict(prow["verdict"]), proposal_id=proposal_id, note=note)
+        return self.decide(
+            prow["cluster_id"], reviewer, Verdict(prow["verdict"]), proposal_id=proposal_id, note=note,
+            dataset=prow["dataset"],
+        )
 
     @staticmethod
     def _agrees(
-        conn: sqlite3.Connection, cluster_id: str, proposal_id: int | None, verdict: Verdict
+        conn: sqlite3.Connection, dataset: str, cluster_id: str, content_hash: str, proposal_id: int | None,
+        verdict: Verdict,
     ) -> int | None:
         if proposal_id is None:
             return None
         prow = conn.execute(
-            "SELECT cluster_id, verdict FROM proposals WHERE id = ?", (proposal_id,)
+            "SELECT dataset, cluster_id, content_hash, verdict FROM proposals WHERE id = ?", (proposal_id,)
         ).fetchone()
-        if prow is None or prow["cluster_id"] != cluster_id:
+        if prow is None or (prow["dataset"], prow["cluster_id"]) != (dataset, cluster_id):
             raise ValueError(f"proposal {proposal_id} is not a proposal for cluster {cluster_id}")
+        if prow["content_hash"] != content_hash:
+            raise ValueError(f"proposal {proposal_id} answered earlier content of cluster {cluster_id}")
         return None if prow["verdict"] is None else int(prow["verdict"] == verdict.value)
 
     @staticmethod
@@ -137,44 +170,56 @@ class DecisionTable(Connection):
 
     @staticmethod
     def _set_label(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
-        """Make `row` the reviewer's current label (or clear it), keeping n_reviews in step."""
-        cluster_id, reviewer = row["cluster_id"], row["reviewer"]
+        """Make `row` the reviewer's current label (or clear it), keeping n_reviews in step.
+
+        A row about content the cluster no longer has (an undo after a replace) changes nothing.
+        """
+        key = (row["dataset"], row["cluster_id"])
+        current = conn.execute("SELECT content_hash FROM clusters WHERE dataset = ? AND id = ?", key).fetchone()
+        if current is None or current[0] != row["content_hash"]:
+            return
+        who = (*key, row["reviewer"])
         had = conn.execute(
-            "SELECT 1 FROM labels WHERE cluster_id = ? AND reviewer = ?", (cluster_id, reviewer)
+            "SELECT 1 FROM labels WHERE dataset = ? AND cluster_id = ? AND reviewer = ?", who
         ).fetchone()
         if row["verdict"] is None:
-            conn.execute("DELETE FROM labels WHERE cluster_id = ? AND reviewer = ?", (cluster_id, reviewer))
+            conn.execute("DELETE FROM labels WHERE dataset = ? AND cluster_id = ? AND reviewer = ?", who)
         else:
             conn.execute(
-                "INSERT INTO labels (cluster_id, reviewer, verdict, decision_id, agrees, note, decided_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cluster_id, reviewer) DO UPDATE SET"
-                " verdict = excluded.verdict, decision_id = excluded.decision_id, agrees = excluded.agrees,"
-                " note = excluded.note, decided_at = excluded.decided_at",
-                (cluster_id, reviewer, row["verdict"], row["id"], row["agrees"], row["note"], row["created_at"]),
+                "INSERT INTO labels (dataset, cluster_id, reviewer, verdict, decision_id, agrees, note, decided_at,"
+                " content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dataset, cluster_id, reviewer)"
+                " DO UPDATE SET verdict = excluded.verdict, decision_id = excluded.decision_id,"
+                " agrees = excluded.agrees, note = excluded.note, decided_at = excluded.decided_at,"
+                " content_hash = excluded.content_hash",
+                (*who, row["verdict"], row["id"], row["agrees"], row["note"], row["created_at"], row["content_hash"]),
             )
         delta = (row["verdict"] is not None) - (had is not None)
         if delta:
-            conn.execute("UPDATE clusters SET n_reviews = n_reviews + ? WHERE id = ?", (delta, cluster_id))
+            conn.execute("UPDATE clusters SET n_reviews = n_reviews + ? WHERE dataset = ? AND id = ?", (delta, *key))
 
-    def undo_last(self, reviewer: str) -> Decision | None:
+    def undo_last(self, reviewer: str, dataset: str | None = None) -> Decision | None:
         """Revert the reviewer's latest decision that is not yet reverted, by appending an undo.
 
         The undo row carries what the reviewer's label was before that decision (None if none),
-        so the log alone tells the whole story. Undoing again walks further back.
+        so the log alone tells the whole story. Undoing again walks further back. Without
+        `dataset`, the latest decision in any dataset.
         """
+        ds = self._scope(dataset)
 
         def write(conn: sqlite3.Connection) -> Decision | None:
             target = conn.execute(
-                "SELECT * FROM decisions d WHERE d.reviewer = ? AND d.action = 'decide'"
-                " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.reverts = d.id)"
+                "SELECT * FROM decisions d WHERE d.reviewer = :me AND d.action = 'decide'" + _in("d", ds)
+                + " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.reverts = d.id)"
                 " ORDER BY d.id DESC LIMIT 1",
-                (reviewer,),
+                {"me": reviewer, "ds": ds},
             ).fetchone()
             if target is None:
                 return None
             before = self._label_before(conn, target)
             row = {
+                "dataset": target["dataset"],
                 "cluster_id": target["cluster_id"],
+                "content_hash": target["content_hash"],
                 "reviewer": reviewer,
                 "verdict": before["verdict"] if before else None,
                 "action": "undo",
@@ -193,78 +238,103 @@ class DecisionTable(Connection):
 
     @staticmethod
     def _label_before(conn: sqlite3.Connection, target: sqlite3.Row) -> sqlite3.Row | None:
-        """The reviewer's effective row for the cluster just before `target` was appended."""
+        """The reviewer's effective row for the same content just before `target` was appended."""
         return conn.execute(
-            "SELECT * FROM decisions WHERE cluster_id = ? AND reviewer = ? AND id < ?"
-            " ORDER BY id DESC LIMIT 1",
-            (target["cluster_id"], target["reviewer"], target["id"]),
+            "SELECT * FROM decisions WHERE dataset = ? AND cluster_id = ? AND reviewer = ? AND id < ?"
+            " AND content_hash = ? ORDER BY id DESC LIMIT 1",
+            (target["dataset"], target["cluster_id"], target["reviewer"], target["id"], target["content_hash"]),
         ).fetchone()
 
-    def decisions(self, cluster_id: str | None = None, reviewer: str | None = None) -> list[Decision]:
+    def decisions(
+        self, cluster_id: str | None = None, reviewer: str | None = None, dataset: str | None = None
+    ) -> list[Decision]:
+        """The log (every content a cluster had), oldest first."""
+        ds = self._dataset(dataset) if cluster_id is not None else self._scope(dataset)
         # Only the given conditions go into the SQL: `(:c IS NULL OR cluster_id = :c)` would keep
         # SQLite from using the cluster/reviewer indexes (a full scan per Review page render).
-        conds = [sql for sql, value in (("cluster_id = :c", cluster_id), ("reviewer = :r", reviewer)) if value is not None]
+        conds = [
+            sql
+            for sql, value in (("dataset = :ds", ds), ("cluster_id = :c", cluster_id), ("reviewer = :r", reviewer))
+            if value is not None
+        ]
         rows = self._all(
             "SELECT * FROM decisions" + (" WHERE " + " AND ".join(conds) if conds else "") + " ORDER BY id",
-            {"c": cluster_id, "r": reviewer},
+            {"c": cluster_id, "r": reviewer, "ds": ds},
         )
         return [_decision_from_row(r) for r in rows]
 
-    def labels(self, cluster_id: str | None = None) -> list[dict[str, Any]]:
-        """Every reviewer's current label: cluster_id, reviewer, verdict, agrees, note, decided_at."""
+    def labels(self, cluster_id: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Every reviewer's current label: dataset, cluster_id, reviewer, verdict, agrees, note, decided_at."""
+        ds = self._dataset(dataset) if cluster_id is not None else self._scope(dataset)
         return [
             dict(r)
             for r in self._all(
                 "SELECT l.*, d.proposal_id, d.guideline FROM labels l JOIN decisions d ON d.id = l.decision_id"
-                " WHERE (:c IS NULL OR l.cluster_id = :c) ORDER BY l.decided_at",
-                {"c": cluster_id},
+                " WHERE (:c IS NULL OR l.cluster_id = :c)" + _in("l", ds) + " ORDER BY l.decided_at",
+                {"c": cluster_id, "ds": ds},
             )
         ]
 
-    def cluster_label(self, cluster_id: str) -> Verdict | None:
+    def cluster_label(self, cluster_id: str, dataset: str | None = None) -> Verdict | None:
         """A cluster's current label: its latest standing decision by any reviewer."""
         row = self._one(
-            "SELECT verdict FROM labels WHERE cluster_id = ? ORDER BY decision_id DESC LIMIT 1", (cluster_id,)
+            "SELECT verdict FROM labels WHERE dataset = ? AND cluster_id = ? ORDER BY decision_id DESC LIMIT 1",
+            (self._dataset(dataset), cluster_id),
         )
         return Verdict(row[0]) if row else None
 
     def rebuild_labels(self) -> None:
-        """Recompute labels and review counts from the decision log alone (repair, tests)."""
+        """Recompute labels and review counts from the decision log alone (repair, tests).
+
+        Only decisions about a cluster's current content form its labels.
+        """
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM labels")
             conn.execute(
-                "INSERT INTO labels (cluster_id, reviewer, verdict, decision_id, agrees, note, decided_at)"
-                " SELECT cluster_id, reviewer, verdict, id, agrees, note, created_at FROM decisions d"
-                " WHERE d.id = (SELECT max(id) FROM decisions x WHERE x.cluster_id = d.cluster_id"
-                " AND x.reviewer = d.reviewer) AND d.verdict IS NOT NULL"
+                "INSERT INTO labels (dataset, cluster_id, reviewer, verdict, decision_id, agrees, note, decided_at,"
+                " content_hash) SELECT d.dataset, d.cluster_id, d.reviewer, d.verdict, d.id, d.agrees, d.note,"
+                " d.created_at, d.content_hash FROM decisions d JOIN clusters c ON c.dataset = d.dataset"
+                " AND c.id = d.cluster_id AND c.content_hash = d.content_hash"
+                " WHERE d.id = (SELECT max(id) FROM decisions x WHERE x.dataset = d.dataset"
+                " AND x.cluster_id = d.cluster_id AND x.reviewer = d.reviewer AND x.content_hash = d.content_hash)"
+                " AND d.verdict IS NOT NULL"
             )
             conn.execute(
-                "UPDATE clusters SET n_reviews = (SELECT count(*) FROM labels l WHERE l.cluster_id = clusters.id)"
+                "UPDATE clusters SET n_reviews = (SELECT count(*) FROM labels l WHERE l.dataset = clusters.dataset"
+                " AND l.cluster_id = clusters.id)"
             )
 
         self._write(write)
 
-    def decisions_since(self, since: str | None) -> int:
+    def decisions_since(self, since: str | None, dataset: str | None = None) -> int:
         """Verdicts appended after `since` (an ISO time; None: all of them), undos not counted."""
+        ds = self._scope(dataset)
         return self._one(
-            "SELECT count(*) FROM decisions WHERE action = 'decide' AND (:since IS NULL OR created_at > :since)",
-            {"since": since},
+            "SELECT count(*) FROM decisions d WHERE action = 'decide' AND (:since IS NULL OR created_at > :since)"
+            + _in("d", ds),
+            {"since": since, "ds": ds},
         )[0]
 
-    def reviewers(self) -> list[str]:
-        return [r[0] for r in self._all("SELECT DISTINCT reviewer FROM decisions ORDER BY reviewer")]
+    def reviewers(self, dataset: str | None = None) -> list[str]:
+        ds = self._scope(dataset)
+        return [r[0] for r in self._all(
+            "SELECT DISTINCT reviewer FROM decisions d WHERE 1" + _in("d", ds) + " ORDER BY reviewer", {"ds": ds}
+        )]
 
-    def reviewer_label_count(self, reviewer: str) -> int:
+    def reviewer_label_count(self, reviewer: str, dataset: str | None = None) -> int:
         """How many clusters `reviewer` currently has a verdict on (an index range on labels)."""
-        return self._one("SELECT count(*) FROM labels WHERE reviewer = ?", (reviewer,))[0]
+        ds = self._scope(dataset)
+        return self._one(
+            "SELECT count(*) FROM labels l WHERE reviewer = :me" + _in("l", ds), {"me": reviewer, "ds": ds}
+        )[0]
 
     def reviewer_decisions_since(self, reviewer: str, since: str, window: int = 20_000) -> tuple[int, str | None]:
         """(decisions `reviewer` appended at or after `since` (ISO UTC), the first one's time).
 
         Why a window: the pace line is drawn on every rerun; walking the reviewer's newest
         `window` rows through decisions_reviewer is bounded however long the log grows, and no
-        curator decides 20,000 clusters in one day.
+        curator decides 20,000 clusters in one day. Across datasets: it is the reviewer's pace.
         """
         row = self._one(
             "SELECT count(*), min(created_at) FROM (SELECT created_at FROM decisions WHERE reviewer = ?"

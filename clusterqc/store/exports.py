@@ -5,28 +5,41 @@ from __future__ import annotations
 from typing import Any
 
 from clusterqc.model import Stats
-from clusterqc.store.connection import Connection
+from clusterqc.store.datasets import DatasetTable
+from clusterqc.store.proposals import CURRENT
 
 
-class ExportQueries(Connection):
+class ExportQueries(DatasetTable):
     """Read-only queries across tables: counts, and one row per cluster for export."""
 
-    def stats(self) -> Stats:
+    def stats(self, dataset: str | None = None) -> Stats:
+        """Counts over all datasets, or one. Proposals count for the content they answered."""
+        ds = self._scope(dataset)
+        only = "" if ds is None else " AND dataset = :ds"
         row = self._one(
-            "SELECT (SELECT count(*) FROM clusters), (SELECT count(*) FROM proposals),"
-            " (SELECT count(*) FROM proposals WHERE verdict IS NULL), (SELECT count(*) FROM decisions),"
-            " (SELECT count(*) FROM clusters WHERE n_reviews > 0)"
+            f"SELECT (SELECT count(*) FROM clusters WHERE 1{only}),"
+            f" (SELECT count(*) FROM proposals p WHERE {CURRENT}{only}),"
+            f" (SELECT count(*) FROM proposals p WHERE verdict IS NULL AND {CURRENT}{only}),"
+            f" (SELECT count(*) FROM decisions WHERE 1{only}),"
+            f" (SELECT count(*) FROM clusters WHERE n_reviews > 0{only})",
+            {"ds": ds},
         )
-        reviewers = tuple(r[0] for r in self._all("SELECT DISTINCT reviewer FROM decisions ORDER BY reviewer"))
+        reviewers = tuple(
+            r[0] for r in self._all(f"SELECT DISTINCT reviewer FROM decisions WHERE 1{only} ORDER BY reviewer", {"ds": ds})
+        )
         return Stats(row[0], row[1], row[2], row[3], row[4], reviewers)
 
     EXPORT_COLUMNS = (
-        "cluster_id", "label", "label_source", "reviewers", "n_reviews", "decided_at",
+        "dataset", "cluster_id", "label", "label_source", "reviewers", "n_reviews", "decided_at",
         "model_verdict", "model_reason", "judge", "prompt_version", "agrees", "note",
     )
 
-    def export_rows(self, include_unreviewed: bool = False, prefer_version: str | None = None) -> list[tuple[Any, ...]]:
-        """One tuple per cluster in `EXPORT_COLUMNS` order, natural id order, in one query.
+    def export_rows(
+        self, include_unreviewed: bool = False, prefer_version: str | None = None, dataset: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """One tuple per cluster in `EXPORT_COLUMNS` order, by dataset then natural id order, in one query.
+
+        All datasets unless `dataset` names one. Only proposals about the current content count.
 
         label: the latest standing decision (as `cluster_label`); reviewers: a JSON array of
         the reviewers with a standing label, by name; note: their non-empty notes in the same
@@ -38,10 +51,12 @@ class ExportQueries(Connection):
         cur = self.conn.cursor()
         cur.row_factory = None  # plain tuples: 100,000 rows straight into a DataFrame
         cur.execute(self._EXPORT_WITH + " SELECT " + self._EXPORT_SELECT + self._EXPORT_FROM,
-                    {"pv": prefer_version, "unrev": int(include_unreviewed)})
+                    {"pv": prefer_version, "unrev": int(include_unreviewed), "ds": self._scope(dataset)})
         return cur.fetchall()
 
-    def export_json_lines(self, include_unreviewed: bool = False, prefer_version: str | None = None) -> list[str]:
+    def export_json_lines(
+        self, include_unreviewed: bool = False, prefer_version: str | None = None, dataset: str | None = None
+    ) -> list[str]:
         """The `export_rows` rows as JSON object texts (keys `EXPORT_COLUMNS`), built by SQLite.
 
         For the JSONL export (and a pyarrow JSON parse for CSV / Parquet): SQLite's C JSON
@@ -51,22 +66,24 @@ class ExportQueries(Connection):
         cur = self.conn.cursor()
         cur.row_factory = None
         cur.execute(self._EXPORT_WITH + f" SELECT json_object({pairs})" + self._EXPORT_FROM,
-                    {"pv": prefer_version, "unrev": int(include_unreviewed)})
+                    {"pv": prefer_version, "unrev": int(include_unreviewed), "ds": self._scope(dataset)})
         return [row[0] for row in cur.fetchall()]
 
     # One GROUP BY per table (each walks its (cluster_id, ...) index in order); bare
     # columns next to max() come from the row holding the max, as SQLite documents:
     # the latest standing label, and the preferred-then-latest parsed proposal.
     _EXPORT_WITH = (
-        "WITH lab AS (SELECT cluster_id, verdict, decided_at, max(decision_id) AS last_id,"
+        "WITH lab AS (SELECT dataset, cluster_id, verdict, decided_at, max(decision_id) AS last_id,"
         " json_group_array(reviewer) AS reviewers, count(*) AS n_reviews,"
-        " group_concat(note, char(10)) FILTER (WHERE note != '') AS notes FROM labels GROUP BY cluster_id),"
-        " prop AS (SELECT cluster_id, verdict, reason, judge, prompt_version,"
+        " group_concat(note, char(10)) FILTER (WHERE note != '') AS notes FROM labels"
+        " WHERE :ds IS NULL OR dataset = :ds GROUP BY dataset, cluster_id),"
+        " prop AS (SELECT dataset, cluster_id, verdict, reason, judge, prompt_version,"
         " max(coalesce(prompt_version = :pv, 0) * 1099511627776 + id) AS rank_key"
-        " FROM proposals WHERE verdict IS NOT NULL GROUP BY cluster_id)"
+        f" FROM proposals p WHERE verdict IS NOT NULL AND (:ds IS NULL OR dataset = :ds) AND {CURRENT}"
+        " GROUP BY dataset, cluster_id)"
     )
     _EXPORT_VALUES = (
-        "c.id", "coalesce(lab.verdict, prop.verdict)",
+        "c.dataset", "c.id", "coalesce(lab.verdict, prop.verdict)",
         "CASE WHEN lab.verdict IS NOT NULL THEN 'reviewed' ELSE 'model_only' END",
         "coalesce(lab.reviewers, '[]')", "coalesce(lab.n_reviews, 0)", "lab.decided_at",
         "prop.verdict", "prop.reason", "prop.judge", "prop.prompt_version",
@@ -80,7 +97,9 @@ class ExportQueries(Connection):
         if n == "agrees" else v for n, v in zip(EXPORT_COLUMNS, _EXPORT_VALUES)
     )
     _EXPORT_FROM = (
-        " FROM clusters c LEFT JOIN lab ON lab.cluster_id = c.id LEFT JOIN prop ON prop.cluster_id = c.id"
-        " WHERE lab.verdict IS NOT NULL OR (:unrev AND prop.verdict IS NOT NULL) ORDER BY c.nkey"
+        " FROM clusters c LEFT JOIN lab ON lab.dataset = c.dataset AND lab.cluster_id = c.id"
+        " LEFT JOIN prop ON prop.dataset = c.dataset AND prop.cluster_id = c.id"
+        " WHERE (:ds IS NULL OR c.dataset = :ds) AND (lab.verdict IS NOT NULL OR (:unrev AND prop.verdict IS NOT NULL))"
+        " ORDER BY c.dataset, c.nkey"
     )
 

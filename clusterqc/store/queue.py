@@ -9,53 +9,65 @@ from collections.abc import Sequence
 from typing import Any
 
 from clusterqc.store.clusters import _search_sql, natural_key
-from clusterqc.store.connection import Connection, utcnow
+from clusterqc.store.connection import utcnow
+from clusterqc.store.datasets import DatasetTable
 
 HOLD_SECONDS = 300
 MAX_PEEK_WANTED = 3  # peek_cluster: "needs review" means fewer than this many reviews
 
 # The queue filters the Review page offers. Each maps to a WHERE fragment over `clusters c`;
 # ":me" is the reviewer. "Needs review" ones also respect reviews-wanted and holds.
+# Every queue is one dataset's (`c.dataset = :ds` is put in front); proposals count only for
+# the content they answered.
 _NEEDS_ME = (
-    "NOT EXISTS (SELECT 1 FROM labels l WHERE l.cluster_id = c.id AND l.reviewer = :me)"
-    " AND c.n_reviews + (SELECT count(*) FROM holds h WHERE h.cluster_id = c.id"
+    "NOT EXISTS (SELECT 1 FROM labels l WHERE l.dataset = c.dataset AND l.cluster_id = c.id AND l.reviewer = :me)"
+    " AND c.n_reviews + (SELECT count(*) FROM holds h WHERE h.dataset = c.dataset AND h.cluster_id = c.id"
     " AND h.reviewer != :me AND h.expires_at > :now) < :wanted"
+)
+_PROPOSED = (
+    "EXISTS (SELECT 1 FROM proposals p WHERE p.dataset = c.dataset AND p.cluster_id = c.id"
+    " AND p.content_hash = c.content_hash AND p.verdict {}"
 )
 QUEUE_FILTERS: dict[str, str] = {
     "unreviewed": _NEEDS_ME,
-    "model_acceptable": _NEEDS_ME
-    + " AND EXISTS (SELECT 1 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict = 'Acceptable')",
-    "model_unacceptable": _NEEDS_ME
-    + " AND EXISTS (SELECT 1 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict = 'Unacceptable')",
+    "model_acceptable": _NEEDS_ME + " AND " + _PROPOSED.format("= 'Acceptable')"),
+    "model_unacceptable": _NEEDS_ME + " AND " + _PROPOSED.format("= 'Unacceptable')"),
     # The three below start from the (usually few) rows they are about, through an index,
     # instead of testing every cluster: at 100,000 clusters that is ~0.1 ms against ~35-130 ms.
-    "unparsed": _NEEDS_ME + " AND c.id IN (SELECT p.cluster_id FROM proposals p WHERE p.verdict IS NULL)",
-    "disagreements": "c.id IN (SELECT l.cluster_id FROM labels l WHERE l.agrees = 0)",
-    "mine": "c.id IN (SELECT l.cluster_id FROM labels l WHERE l.reviewer = :me)",
+    "unparsed": _NEEDS_ME + " AND c.id IN (SELECT p.cluster_id FROM proposals p WHERE p.dataset = :ds"
+    " AND p.verdict IS NULL) AND " + _PROPOSED.format("IS NULL)"),
+    "disagreements": "c.id IN (SELECT l.cluster_id FROM labels l WHERE l.dataset = :ds AND l.agrees = 0)",
+    "mine": "c.id IN (SELECT l.cluster_id FROM labels l WHERE l.reviewer = :me AND l.dataset = :ds)",
     "all": "1",
 }
 # Few-shot curation: clusters queued for a second look (guidelines changed), not decided since.
 RECHECK_FILTER = (
-    "EXISTS (SELECT 1 FROM rechecks r WHERE r.cluster_id = c.id AND NOT EXISTS"
-    " (SELECT 1 FROM decisions d WHERE d.cluster_id = c.id AND d.action = 'decide'"
+    "EXISTS (SELECT 1 FROM rechecks r WHERE r.dataset = c.dataset AND r.cluster_id = c.id AND NOT EXISTS"
+    " (SELECT 1 FROM decisions d WHERE d.dataset = c.dataset AND d.cluster_id = c.id AND d.action = 'decide'"
     " AND d.created_at > r.queued_at))"
 )
 QUEUE_FILTERS["recheck"] = RECHECK_FILTER
 # A reviewer's own skips (m006) are left out of every filter until they choose to revisit them.
-_NOT_SKIPPED = " AND NOT EXISTS (SELECT 1 FROM review_skips s WHERE s.reviewer = :me AND s.cluster_id = c.id)"
+_NOT_SKIPPED = (
+    " AND NOT EXISTS (SELECT 1 FROM review_skips s WHERE s.reviewer = :me AND s.dataset = c.dataset"
+    " AND s.cluster_id = c.id)"
+)
 _UNCERTAINTY = (
-    "((SELECT count(DISTINCT p.verdict) FROM proposals p WHERE p.cluster_id = c.id)"
-    " + (SELECT count(*) > 0 FROM proposals p WHERE p.cluster_id = c.id AND p.verdict IS NULL))"
+    "((SELECT count(DISTINCT p.verdict) FROM proposals p WHERE p.dataset = c.dataset AND p.cluster_id = c.id"
+    " AND p.content_hash = c.content_hash)"
+    " + (SELECT count(*) > 0 FROM proposals p WHERE p.dataset = c.dataset AND p.cluster_id = c.id"
+    " AND p.content_hash = c.content_hash AND p.verdict IS NULL))"
 )
 # The learned judge (issue 15): its newest proposal per cluster, one step of proposals_cluster_judge.
 LEARNED_JUDGE = "learned"
 _NEWEST_LEARNED = (
-    "(SELECT p.{col} FROM proposals p WHERE p.cluster_id = c.id AND p.judge = '" + LEARNED_JUDGE + "'"
+    "(SELECT p.{col} FROM proposals p WHERE p.dataset = c.dataset AND p.cluster_id = c.id"
+    " AND p.judge = '" + LEARNED_JUDGE + "'"
     " ORDER BY p.id DESC LIMIT 1)"
 )
 # The newest parsed answer of an LLM (any judge but the offline and the learned one).
 _NEWEST_LLM_VERDICT = (
-    "(SELECT p.verdict FROM proposals p WHERE p.cluster_id = c.id AND p.verdict IS NOT NULL"
+    "(SELECT p.verdict FROM proposals p WHERE p.dataset = c.dataset AND p.cluster_id = c.id AND p.verdict IS NOT NULL"
     " AND p.judge NOT IN ('offline', '" + LEARNED_JUDGE + "') ORDER BY p.id DESC LIMIT 1)"
 )
 QUEUE_FILTERS["learned_vs_llm"] = (
@@ -85,21 +97,24 @@ def _least_certain_select(where: str) -> str:
     """
     newest = (
         f"p.judge = '{LEARNED_JUDGE}' AND p.confidence IS NOT NULL AND p.id = (SELECT max(q.id) FROM proposals q"
-        f" WHERE q.cluster_id = p.cluster_id AND q.judge = '{LEARNED_JUDGE}')"
+        f" WHERE q.dataset = p.dataset AND q.cluster_id = p.cluster_id AND q.judge = '{LEARNED_JUDGE}')"
     )
-    eligible = f"FROM proposals p JOIN clusters c ON c.id = p.cluster_id WHERE {newest} AND {where}"
+    eligible = (
+        f"FROM proposals p JOIN clusters c ON c.dataset = p.dataset AND c.id = p.cluster_id WHERE {newest} AND {where}"
+    )
     best = f"(SELECT p.confidence {eligible} ORDER BY p.confidence LIMIT 1)"
     learned = f"SELECT c.id {eligible} AND p.confidence = {best} ORDER BY {_UNCERTAINTY} DESC, c.nkey LIMIT 1"
     rest = (
-        f"SELECT c.id FROM clusters c WHERE NOT EXISTS (SELECT 1 FROM proposals p WHERE p.cluster_id = c.id"
+        f"SELECT c.id FROM clusters c WHERE NOT EXISTS (SELECT 1 FROM proposals p WHERE p.dataset = c.dataset"
+        f" AND p.cluster_id = c.id"
         f" AND p.judge = '{LEARNED_JUDGE}' AND p.confidence IS NOT NULL) AND {where}"
         f" ORDER BY {_UNCERTAINTY} DESC, c.nkey LIMIT 1"
     )
     return f"SELECT id FROM (SELECT * FROM ({learned}) UNION ALL SELECT * FROM ({rest})) LIMIT 1"
 
 
-class ReviewQueue(Connection):
-    """Queue selection over `clusters` and the `holds` table."""
+class ReviewQueue(DatasetTable):
+    """Queue selection over one dataset's `clusters`, the `holds` and `review_skips` tables."""
 
     def next_cluster(
         self,
@@ -111,13 +126,14 @@ class ReviewQueue(Connection):
         exclude: Sequence[str] = (),
         after: str | None = None,
         hold_seconds: float = HOLD_SECONDS,
+        dataset: str | None = None,
     ) -> str | None:
         """The next cluster for `reviewer`, held for them so a colleague is handed another one.
 
         `exclude` are clusters skipped in this session; `after` (browse filters) continues past a
         cluster in sort order. The hold is taken in the same transaction as the choice.
         """
-        where, params = self._queue_where(reviewer, filter, wanted, search, exclude)
+        where, params = self._queue_where(reviewer, filter, wanted, search, exclude, self._dataset(dataset))
         if after is not None and sort == "id":
             where += " AND c.nkey > :after"
             params["after"] = natural_key(after)
@@ -130,9 +146,9 @@ class ReviewQueue(Connection):
                 return None
             conn.execute(
                 # A live hold of a colleague (only possible under browse filters) is not stolen.
-                "INSERT INTO holds (cluster_id, reviewer, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (cluster_id) DO NOTHING",
-                (row[0], reviewer, params["now"] + hold_seconds),
+                "INSERT INTO holds (dataset, cluster_id, reviewer, expires_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (dataset, cluster_id) DO NOTHING",
+                (params["ds"], row[0], reviewer, params["now"] + hold_seconds),
             )
             return row[0]
 
@@ -162,19 +178,20 @@ class ReviewQueue(Connection):
         return f"SELECT c.id FROM clusters c WHERE {where} ORDER BY {order} LIMIT {int(limit)}"
 
     def queue_count(
-        self, reviewer: str, filter: str = "unreviewed", wanted: int = 1, search: str = "", exclude: Sequence[str] = ()
+        self, reviewer: str, filter: str = "unreviewed", wanted: int = 1, search: str = "", exclude: Sequence[str] = (),
+        dataset: str | None = None,
     ) -> int:
-        where, params = self._queue_where(reviewer, filter, wanted, search, exclude)
+        where, params = self._queue_where(reviewer, filter, wanted, search, exclude, self._dataset(dataset))
         return self._one(f"SELECT count(*) FROM clusters c WHERE {where}", params)[0]
 
     @staticmethod
     def _queue_where(
-        reviewer: str, filter: str, wanted: int, search: str, exclude: Sequence[str]
+        reviewer: str, filter: str, wanted: int, search: str, exclude: Sequence[str], dataset: str
     ) -> tuple[str, dict[str, Any]]:
         if filter not in QUEUE_FILTERS:
             raise ValueError(f"unknown filter {filter!r}; choose from {', '.join(QUEUE_FILTERS)}")
-        where = QUEUE_FILTERS[filter]
-        params: dict[str, Any] = {"me": reviewer, "now": time.time(), "wanted": wanted}
+        where = "c.dataset = :ds AND " + QUEUE_FILTERS[filter]
+        params: dict[str, Any] = {"me": reviewer, "now": time.time(), "wanted": wanted, "ds": dataset}
         if search.strip():
             where += _search_sql(search.strip())
             escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -189,39 +206,48 @@ class ReviewQueue(Connection):
     def release_holds(self, reviewer: str) -> None:
         self._write(lambda conn: conn.execute("DELETE FROM holds WHERE reviewer = ?", (reviewer,)))
 
-    def progress(self, reviewer: str | None = None) -> tuple[int, int, int]:
-        """(clusters reviewed by anyone, clusters reviewed by `reviewer`, all clusters)."""
+    def progress(self, reviewer: str | None = None, dataset: str | None = None) -> tuple[int, int, int]:
+        """(clusters reviewed by anyone, clusters reviewed by `reviewer`, all clusters): of one
+        dataset, or of all."""
+        ds = self._scope(dataset)
+        scoped = "" if ds is None else " AND dataset = :ds"
         row = self._one(
-            "SELECT (SELECT count(*) FROM clusters WHERE n_reviews > 0),"
-            " (SELECT count(*) FROM labels WHERE reviewer = ?), (SELECT count(*) FROM clusters)",
-            (reviewer or "",),
+            f"SELECT (SELECT count(*) FROM clusters WHERE n_reviews > 0{scoped}),"
+            f" (SELECT count(*) FROM labels WHERE reviewer = :me{scoped}),"
+            f" (SELECT count(*) FROM clusters WHERE 1{scoped})",
+            {"me": reviewer or "", "ds": ds},
         )
         return row[0], row[1], row[2]
 
-    def peek_cluster(self, filter: str = "all", sort: str = "id", search: str = "") -> str | None:
+    def peek_cluster(
+        self, filter: str = "all", sort: str = "id", search: str = "", dataset: str | None = None
+    ) -> str | None:
         """The first cluster a filter shows, without a reviewer and without taking a hold.
 
         The Review page shows it read-only until someone names themselves.
         """
-        where, params = self._queue_where("", filter, MAX_PEEK_WANTED, search, ())
+        where, params = self._queue_where("", filter, MAX_PEEK_WANTED, search, (), self._dataset(dataset))
         row = self._one(self._queue_select(where, filter, sort, MAX_PEEK_WANTED), params)
         return row[0] if row else None
 
-    def hold_cluster(self, cluster_id: str, reviewer: str, hold_seconds: float = HOLD_SECONDS) -> None:
+    def hold_cluster(
+        self, cluster_id: str, reviewer: str, hold_seconds: float = HOLD_SECONDS, dataset: str | None = None
+    ) -> None:
         """Hold a cluster the reviewer opened by id or by undo (their other holds are released).
 
         Unlike `next_cluster`, an explicit jump takes the cluster even from a colleague's hold:
         the reviewer asked for exactly this one.
         """
         now = time.time()
+        ds = self._dataset(dataset)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM holds WHERE reviewer = ? OR expires_at <= ?", (reviewer, now))
             conn.execute(
-                "INSERT INTO holds (cluster_id, reviewer, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (cluster_id) DO UPDATE SET reviewer = excluded.reviewer,"
+                "INSERT INTO holds (dataset, cluster_id, reviewer, expires_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (dataset, cluster_id) DO UPDATE SET reviewer = excluded.reviewer,"
                 " expires_at = excluded.expires_at",
-                (cluster_id, reviewer, now + hold_seconds),
+                (ds, cluster_id, reviewer, now + hold_seconds),
             )
 
         self._write(write)
@@ -237,21 +263,23 @@ class ReviewQueue(Connection):
         search: str = "",
         exclude: Sequence[str] = (),
         hold_seconds: float = HOLD_SECONDS,
+        dataset: str | None = None,
     ) -> list[str]:
         """The next `n` clusters of a queue for bulk review, all held for `reviewer` at once.
 
         Same choice as `next_cluster` repeated `n` times, in one transaction (so two curators
         paging in bulk side by side get disjoint pages); the reviewer's other holds go.
         """
-        where, params = self._queue_where(reviewer, filter, wanted, search, exclude)
+        where, params = self._queue_where(reviewer, filter, wanted, search, exclude, self._dataset(dataset))
         select = self._queue_select(where, filter, sort, wanted, limit=max(int(n), 1))
 
         def write(conn: sqlite3.Connection) -> list[str]:
             ids = [r[0] for r in conn.execute(select, params).fetchall()]
             conn.execute("DELETE FROM holds WHERE reviewer = ? OR expires_at <= ?", (reviewer, params["now"]))
             conn.executemany(
-                "INSERT INTO holds (cluster_id, reviewer, expires_at) VALUES (?, ?, ?) ON CONFLICT (cluster_id) DO NOTHING",
-                [(cid, reviewer, params["now"] + hold_seconds) for cid in ids],
+                "INSERT INTO holds (dataset, cluster_id, reviewer, expires_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (dataset, cluster_id) DO NOTHING",
+                [(params["ds"], cid, reviewer, params["now"] + hold_seconds) for cid in ids],
             )
             return ids
 
@@ -259,43 +287,55 @@ class ReviewQueue(Connection):
 
     # -- skips (m006): per reviewer, kept across tabs and restarts
 
-    def skip_cluster(self, reviewer: str, cluster_id: str) -> None:
+    def skip_cluster(self, reviewer: str, cluster_id: str, dataset: str | None = None) -> None:
         """Leave a cluster out of `reviewer`'s queues until they revisit their skips."""
         if not reviewer or not reviewer.strip():
             raise ValueError("a skip needs a reviewer name")
+        ds = self._dataset(dataset)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO review_skips (reviewer, cluster_id, skipped_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (reviewer, cluster_id) DO UPDATE SET skipped_at = excluded.skipped_at",
-                (reviewer.strip(), cluster_id, utcnow()),
+                "INSERT INTO review_skips (reviewer, dataset, cluster_id, skipped_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (reviewer, dataset, cluster_id) DO UPDATE SET skipped_at = excluded.skipped_at",
+                (reviewer.strip(), ds, cluster_id, utcnow()),
             )
-            conn.execute("DELETE FROM holds WHERE cluster_id = ? AND reviewer = ?", (cluster_id, reviewer.strip()))
+            conn.execute(
+                "DELETE FROM holds WHERE dataset = ? AND cluster_id = ? AND reviewer = ?", (ds, cluster_id, reviewer.strip())
+            )
 
         self._write(write)
 
-    def skipped_clusters(self, reviewer: str) -> list[str]:
-        """The clusters `reviewer` has skipped and not decided since, in the order skipped."""
+    def skipped_clusters(self, reviewer: str, dataset: str | None = None) -> list[str]:
+        """The dataset's clusters `reviewer` has skipped and not decided since, in the order skipped."""
         return [
             r[0]
             for r in self._all(
-                "SELECT cluster_id FROM review_skips WHERE reviewer = ? ORDER BY skipped_at, rowid", (reviewer,)
+                "SELECT cluster_id FROM review_skips WHERE reviewer = ? AND dataset = ? ORDER BY skipped_at, rowid",
+                (reviewer, self._dataset(dataset)),
             )
         ]
 
-    def unskip(self, reviewer: str, cluster_ids: Sequence[str] | None = None) -> int:
-        """Bring skipped clusters back (all of the reviewer's when `cluster_ids` is None)."""
+    def unskip(self, reviewer: str, cluster_ids: Sequence[str] | None = None, dataset: str | None = None) -> int:
+        """Bring skipped clusters of the dataset back (all of the reviewer's there when `cluster_ids` is None)."""
+        ds = self._dataset(dataset)
 
         def write(conn: sqlite3.Connection) -> int:
             if cluster_ids is None:
-                return conn.execute("DELETE FROM review_skips WHERE reviewer = ?", (reviewer,)).rowcount
+                return conn.execute(
+                    "DELETE FROM review_skips WHERE reviewer = ? AND dataset = ?", (reviewer, ds)
+                ).rowcount
             return conn.execute(
-                "DELETE FROM review_skips WHERE reviewer = ? AND cluster_id IN (SELECT value FROM json_each(?))",
-                (reviewer, json.dumps(list(cluster_ids))),
+                "DELETE FROM review_skips WHERE reviewer = ? AND dataset = ?"
+                " AND cluster_id IN (SELECT value FROM json_each(?))",
+                (reviewer, ds, json.dumps(list(cluster_ids))),
             ).rowcount
 
         return self._write(write)
 
-    def clusters_needing(self, wanted: int = 1) -> int:
+    def clusters_needing(self, wanted: int = 1, dataset: str | None = None) -> int:
         """Clusters with fewer than `wanted` reviews (the progress line's "still need a review")."""
-        return self._one("SELECT count(*) FROM clusters WHERE n_reviews < ?", (int(wanted),))[0]
+        ds = self._scope(dataset)
+        return self._one(
+            "SELECT count(*) FROM clusters WHERE n_reviews < :w AND (:ds IS NULL OR dataset = :ds)",
+            {"w": int(wanted), "ds": ds},
+        )[0]

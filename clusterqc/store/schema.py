@@ -5,8 +5,19 @@ A migration never changes once released; a new column or index is a new function
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
+
+from clusterqc.store.m005_tables import (
+    _M005_COPY,
+    _M005_INDEXES,
+    _M005_TABLES,
+    DEFAULT_DATASET,  # noqa: F401  (re-exported: clusterqc.store and store.datasets import it from here)
+    _content_hash,
+    _upgraded_name,
+)
 
 migrations = Migrations("clusterqc")
 
@@ -176,6 +187,86 @@ def m004_browse_filter_indexes(db: sqlite_utils.Database) -> None:
 
 
 
+@migrations(transactional=False)
+def m005_datasets(db: sqlite_utils.Database) -> None:
+    """Datasets: a cluster is (dataset, cluster id), so several clusterings share one file.
+
+    Every cluster-referencing table is rebuilt with a `dataset` column and a composite key
+    (SQLite cannot change a primary key in place). Old clusters go in the dataset their
+    `dataset` field named, else `default`. The content hash no longer covers the dataset (it
+    is the namespace, not content) and is recomputed; proposals, decisions and labels record
+    the hash of the content they were made on, so new content under an old id is reviewed anew.
+
+    Not transactional in sqlite-utils' sense: foreign keys must be off for the rebuild and that
+    pragma is ignored inside a transaction, so the function runs its own transaction. It is all
+    or nothing; the `datasets` table existing means it already ran (a crash after our commit and
+    before sqlite-utils records the migration then only records it).
+    """
+    conn = db.conn
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Checked under the write lock: a second process opening the same old file waits
+            # here and then finds the work done.
+            done = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'datasets'"
+            if not conn.execute(done).fetchone():
+                _m005_rebuild(conn)
+            bad = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if bad:
+                raise RuntimeError(f"m005_datasets: foreign key check failed: {[tuple(r) for r in bad[:5]]}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _m005_rebuild(conn: sqlite3.Connection) -> None:
+    import json
+
+    from clusterqc.store.connection import utcnow
+
+    rows = conn.execute("SELECT id, dataset, closest, furthest, size, source, imported_at FROM clusters").fetchall()
+    conn.execute("CREATE TEMP TABLE _m005_map (id TEXT PRIMARY KEY, dataset TEXT NOT NULL, content_hash TEXT NOT NULL)")
+    conn.executemany(
+        "INSERT INTO _m005_map VALUES (?, ?, ?)",
+        [(r[0], _upgraded_name(r[1]), _content_hash(r[2], r[3], r[4])) for r in rows],
+    )
+    datasets: dict[str, tuple[str, set[str]]] = {}
+    for r in rows:
+        name = _upgraded_name(r[1])
+        first, sources = datasets.get(name, (r[6], set()))
+        datasets[name] = (min(first, r[6]), sources | ({r[5]} if r[5] else set()))
+    for table, columns in _M005_TABLES.items():
+        conn.execute(f"CREATE TABLE _new_{table} {columns}")
+    conn.executemany(
+        "INSERT INTO _new_datasets (name, created_at, sources) VALUES (?, ?, ?)",
+        [(n, first or utcnow(), json.dumps(sorted(src))) for n, (first, src) in sorted(datasets.items())],
+    )
+    for table, select in _M005_COPY.items():
+        conn.execute(f"INSERT INTO _new_{table} {select}")
+    for table in _M005_COPY:
+        conn.execute(f"DROP TABLE {table}")  # its indexes and triggers go with it
+    for table in _M005_TABLES:
+        conn.execute(f"ALTER TABLE _new_{table} RENAME TO {table}")
+    for sql in _M005_INDEXES:
+        conn.execute(sql)
+    # Prompt versions name their examples by cluster id: add the dataset each one is now in.
+    where = dict(conn.execute("SELECT id, dataset FROM _m005_map").fetchall())
+    for version, examples in conn.execute("SELECT version, examples FROM prompts").fetchall():
+        items = json.loads(examples)
+        changed = [
+            {**e, "dataset": where[e["cluster_id"]]} if isinstance(e, dict) and e.get("cluster_id") in where else e
+            for e in items
+        ]
+        if changed != items:
+            conn.execute("UPDATE prompts SET examples = ? WHERE version = ?",
+                         (json.dumps(changed, ensure_ascii=False), version))
+    conn.execute("DROP TABLE _m005_map")
+
+
 @migrations()
 def m006_review_skips(db: sqlite_utils.Database) -> None:
     """Skips per reviewer, so a new tab or a restart does not bring a skipped cluster back.
@@ -186,9 +277,11 @@ def m006_review_skips(db: sqlite_utils.Database) -> None:
     db.execute(
         """CREATE TABLE review_skips (
             reviewer TEXT NOT NULL,
-            cluster_id TEXT NOT NULL REFERENCES clusters(id),
+            dataset TEXT NOT NULL,
+            cluster_id TEXT NOT NULL,
             skipped_at TEXT NOT NULL,
-            PRIMARY KEY (reviewer, cluster_id)
+            PRIMARY KEY (reviewer, dataset, cluster_id),
+            FOREIGN KEY (dataset, cluster_id) REFERENCES clusters(dataset, id)
         )"""
     )
 
@@ -199,10 +292,10 @@ def m007_learned_judge(db: sqlite_utils.Database) -> None:
 
     `confidence` is the judge's probability for the verdict it proposes (0.5-1; NULL for judges
     that give none). The "least certain first" queue walks (judge, confidence) in order and
-    checks each row is its cluster's newest learned proposal, one step of (cluster_id, judge, id).
+    checks each row is its cluster's newest learned proposal, one step of (dataset, cluster_id, judge, id).
     """
     db.execute("ALTER TABLE proposals ADD COLUMN confidence REAL")
-    db.execute("CREATE INDEX proposals_cluster_judge ON proposals (cluster_id, judge, id)")
+    db.execute("CREATE INDEX proposals_cluster_judge ON proposals (dataset, cluster_id, judge, id)")
     db.execute("CREATE INDEX proposals_judge_confidence ON proposals (judge, confidence)")
 
 
@@ -217,8 +310,10 @@ def m008_cluster_evidence(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE clusters ADD COLUMN stats TEXT")
     db.execute(
         """CREATE TABLE pool_clusters (
-            cluster_id TEXT PRIMARY KEY,
+            dataset TEXT NOT NULL,
+            cluster_id TEXT NOT NULL,
             n_samples INTEGER NOT NULL,
-            n_above_cut INTEGER NOT NULL
+            n_above_cut INTEGER NOT NULL,
+            PRIMARY KEY (dataset, cluster_id)
         )"""
     )

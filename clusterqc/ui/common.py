@@ -41,6 +41,7 @@ K_SORT = "cqc_sort"
 K_SEARCH = "cqc_search"
 K_JUMP = "cqc_jump"
 K_JUMP_PENDING = "cqc_jump_pending"
+K_DATASET = "cqc_dataset"
 
 
 class DBUnavailable(RuntimeError):
@@ -59,12 +60,13 @@ class AppContext:
     mine: int
     total: int
     progress_slot: Any = None  # the sidebar's progress bars, refreshed after a decision
+    dataset: str | None = None  # the picker's choice (None: the database holds no dataset yet)
 
 
-def _show_progress(slot: Any, store: Store, reviewer: str | None) -> tuple[int, int, int]:
-    """Draw the two progress bars into `slot`: reviewed by anyone / all, mine / all."""
-    reviewed, total = cluster_counts(store)
-    mine = store.reviewer_label_count(reviewer) if reviewer else 0
+def _show_progress(slot: Any, store: Store, reviewer: str | None, dataset: str | None) -> tuple[int, int, int]:
+    """Draw the two progress bars into `slot`: reviewed by anyone / all, mine / all (of the dataset)."""
+    reviewed, total = cluster_counts(store, dataset)
+    mine = store.reviewer_label_count(reviewer, dataset=dataset) if reviewer else 0
     denominator = max(total, 1)
     with slot.container():
         st.progress(min(reviewed / denominator, 1.0), text=f"Reviewed {reviewed} / {total}")
@@ -75,7 +77,7 @@ def _show_progress(slot: Any, store: Store, reviewer: str | None) -> tuple[int, 
 def refresh_progress(ctx: AppContext, store: Store) -> None:
     """Redraw the sidebar's bars after this run's decision (the sidebar ran before it)."""
     if ctx.progress_slot is not None:
-        _show_progress(ctx.progress_slot, store, ctx.reviewer.name)
+        _show_progress(ctx.progress_slot, store, ctx.reviewer.name, ctx.dataset)
 
 
 def one_line(exc: BaseException) -> str:
@@ -215,23 +217,60 @@ def stored_wanted(store: Store) -> int:
 
 
 @st.cache_data(ttl=COUNTS_TTL_S, show_spinner=False, max_entries=64)
-def _cached_counts(db_key: str, _store: Store) -> tuple[int, int]:
-    reviewed, _, total = _store.progress(None)
+def _cached_counts(db_key: str, dataset: str | None, _store: Store) -> tuple[int, int]:
+    reviewed, _, total = _store.progress(None, dataset=dataset)
     return reviewed, total
 
 
-def cluster_counts(store: Store) -> tuple[int, int]:
-    """(clusters reviewed by anyone, all clusters), refreshed every few seconds.
+def cluster_counts(store: Store, dataset: str | None = None) -> tuple[int, int]:
+    """(clusters reviewed by anyone, all clusters) of `dataset` (None: all), refreshed every few seconds.
 
     Why cached: counting 100,000 rows costs milliseconds on every keystroke-driven rerun, and
     the bar does not need to be exact to the second. `forget_counts` after an import.
     """
-    return _cached_counts(str(store.path.resolve()), store)
+    return _cached_counts(str(store.path.resolve()), dataset, store)
 
 
 def forget_counts() -> None:
     """Drop the cached counts (after importing clusters, so the page sees them at once)."""
     _cached_counts.clear()
+
+
+def _follow_dataset_link() -> None:
+    """Callback of the picker: the URL names the chosen dataset, so a link opens the same one."""
+    st.query_params["dataset"] = st.session_state[K_DATASET]
+    st.query_params.pop("cluster", None)  # a cluster id means nothing in another dataset
+
+
+def dataset_picker(store: Store) -> str | None:
+    """The dataset every page works on: `?dataset=NAME` when it names one, else the first.
+
+    An unknown name in the URL falls back to the first dataset with a one-line warning.
+    """
+    names = store.dataset_names()
+    if not names:
+        return None
+    wanted = st.query_params.get("dataset")
+    if st.session_state.get(K_DATASET) not in names or (wanted in names and wanted != st.session_state[K_DATASET]):
+        st.session_state[K_DATASET] = wanted if wanted in names else names[0]
+    if wanted is not None and wanted not in names:
+        st.warning(f"No dataset named {wanted!r}; showing {st.session_state[K_DATASET]}.", icon=":material/warning:")
+    chosen = st.selectbox("Dataset", names, key=K_DATASET, on_change=_follow_dataset_link)
+    if st.query_params.get("dataset") != chosen and len(names) > 1:
+        st.query_params["dataset"] = chosen
+    return chosen
+
+
+def chosen_dataset() -> str | None:
+    """The picker's dataset for this run (for helpers that get no AppContext)."""
+    ctx = st.session_state.get(CONTEXT_KEY)
+    return ctx.dataset if ctx is not None else st.session_state.get(K_DATASET)
+
+
+def show_dataset(ctx: AppContext) -> None:
+    """The line each page shows under its title: which dataset it is about."""
+    if ctx.dataset is not None:
+        st.caption(f"Dataset: {ctx.dataset}")
 
 
 QUEUE_WIDGETS = (K_BLIND, K_FILTER, K_SORT, K_SEARCH)
@@ -246,6 +285,7 @@ def render_sidebar(store: Store, queue_controls: bool = True) -> AppContext:
     sidebar's progress bars are left to the other pages.
     """
     with st.sidebar:
+        dataset = dataset_picker(store)
         st.text(f"Database: {store.path}")
         reviewer = _reviewer_widgets(login_configured())
         if reviewer.problem:
@@ -270,13 +310,14 @@ def render_sidebar(store: Store, queue_controls: bool = True) -> AppContext:
         slot = st.empty()
         if queue_controls:  # the review pages show progress at the top, redrawn with each key
             slot = None
-            (reviewed, total), mine = cluster_counts(store), 0
+            (reviewed, total), mine = cluster_counts(store, dataset), 0
         else:
-            reviewed, mine, total = _show_progress(slot, store, reviewer.name)
-        evidence_ui.sidebar(store)
+            reviewed, mine, total = _show_progress(slot, store, reviewer.name, dataset)
+        if dataset is not None:
+            evidence_ui.sidebar(store, dataset)
     settings = QueueSettings(filter=flt or "unreviewed", sort=sort or "id", wanted=stored_wanted(store),
-                             search=(search or "").strip())
-    ctx = AppContext(store.path, reviewer, settings, bool(blind), reviewed, mine, total, slot)
+                             search=(search or "").strip(), dataset=dataset)
+    ctx = AppContext(store.path, reviewer, settings, bool(blind), reviewed, mine, total, slot, dataset)
     st.session_state[CONTEXT_KEY] = ctx
     return ctx
 

@@ -18,21 +18,24 @@ POOL_TTL_S = 60  # the pool changes only with an import or a new profile (which 
 
 
 @st.cache_data(ttl=POOL_TTL_S, show_spinner=False, max_entries=64)
-def _pool(db_key: str, _store: Store) -> evidence.PoolView:
+def _pool(db_key: str, dataset: str | None, _store: Store) -> evidence.PoolView:
     """The pool view, refreshed every minute: summing 100,000 clusters' stats (~50-130 ms) per
     rerun would be waste, and the pool only changes with an import or a new profile."""
-    return evidence.pool_view(_store)
+    return evidence.pool_view(_store, dataset)
 
 
-def pool(store: Store) -> evidence.PoolView:
-    return _pool(str(store.path.resolve()), store)
+def pool(store: Store, dataset: str | None = None) -> evidence.PoolView:
+    """The pool of one dataset (None: the only one)."""
+    return _pool(str(store.path.resolve()), store.resolve_dataset(dataset), store)
 
 
 def facts(store: Store, cluster: Cluster) -> list[str]:
     """The card's facts line additions (mean CLIP beside the pool's, share of the pool), or none."""
     if not evidence.has_evidence(cluster):
         return []
-    ev = evidence.card_evidence(cluster, pool(store), store.pool_cluster(cluster.id))
+    ev = evidence.card_evidence(
+        cluster, pool(store, cluster.dataset), store.pool_cluster(cluster.id, store.resolve_dataset(cluster.dataset))
+    )
     return [] if ev.empty else list(ev.facts[:2])
 
 
@@ -40,7 +43,9 @@ def card(store: Store, cluster: Cluster) -> None:
     """The evidence box of one cluster; nothing at all (and no query) when its file carried none."""
     if not evidence.has_evidence(cluster):
         return
-    ev = evidence.card_evidence(cluster, pool(store), store.pool_cluster(cluster.id))
+    ev = evidence.card_evidence(
+        cluster, pool(store, cluster.dataset), store.pool_cluster(cluster.id, store.resolve_dataset(cluster.dataset))
+    )
     if ev.empty:
         return
     with st.container(border=True, key="cqc_evidence"):
@@ -59,20 +64,20 @@ def card(store: Store, cluster: Cluster) -> None:
 
 
 @st.cache_data(ttl=SUBSET_TTL_S, show_spinner=False, max_entries=64)
-def _subset_lines(db_key: str, _store: Store) -> list[str]:
-    view = _pool(db_key, _store)
+def _subset_lines(db_key: str, dataset: str, _store: Store) -> list[str]:
+    view = _pool(db_key, dataset, _store)
     if view.source == "none":
         return []  # no sizes, no stats, no profile: nothing to set a subset against
-    return evidence.subset_so_far(_store, view).lines()
+    return evidence.subset_so_far(_store, view, dataset=dataset).lines()
 
 
-def sidebar(store: Store) -> None:
+def sidebar(store: Store, dataset: str | None = None) -> None:
     """The subset the decisions so far would export, beside DataComp's CLIP-30% baseline.
 
     Cached for a few seconds like the progress bars: a SUM over every label on each keystroke
     is not needed to the second.
     """
-    for line in _subset_lines(str(store.path.resolve()), store):
+    for line in _subset_lines(str(store.path.resolve()), store.resolve_dataset(dataset), store):
         st.text(line)
 
 

@@ -18,6 +18,7 @@ from clusterqc import fewshot
 from clusterqc.fewshot import FewShotError
 from clusterqc.prompt import TemplateError
 from clusterqc.store import Store
+from clusterqc.ui import common
 
 K_SUGGEST_K = "cqc_fs_k"
 K_CHOSEN = "cqc_fs_chosen"
@@ -63,8 +64,11 @@ def mark_control(store: Store, cluster_id: str, reviewer: str | None) -> None:
 
     The reason starts as the one offered: the example's own, else the model's when the reviewer
     accepted it, else the reviewer's note. Nothing shows for a cluster without an agreed label.
+    The cluster is of the sidebar's dataset; below it is named `DATASET:ID`.
     """
-    row = next(iter(store.reviewed_clusters(cluster_id)), None)
+    dataset = common.chosen_dataset()
+    row = next(iter(store.reviewed_clusters(cluster_id, dataset=dataset)), None)
+    cluster_id = fewshot.cluster_ref(store, row["dataset"], cluster_id) if row is not None else cluster_id
     if row is None or row["n_verdicts"] != 1:
         return
     marked = row["example_reason"] is not None
@@ -111,13 +115,13 @@ def examples_section(store: Store, reviewer: str | None) -> None:
     if not pool:
         st.info("Review some clusters first: decided clusters (overrides most of all) become examples.")
         return
-    by_id = {c.cluster_id: c for c in pool}
+    by_id = {c.ref: c for c in pool}  # DATASET:ID when the database holds several datasets
     k = st.number_input("How many to suggest", min_value=1, max_value=20, value=6, key=K_SUGGEST_K)
     if st.button("Suggest examples", key="cqc_fs_suggest",
                  help="Balanced across verdicts, overrides first, different kinds of clusters."):
-        st.session_state[K_CHOSEN] = [c.cluster_id for c in fewshot.suggest(store, int(k))]
+        st.session_state[K_CHOSEN] = [c.ref for c in fewshot.suggest(store, int(k))]
     if K_CHOSEN not in st.session_state:
-        st.session_state[K_CHOSEN] = [c.cluster_id for c in pool if c.marked]
+        st.session_state[K_CHOSEN] = [c.ref for c in pool if c.marked]
     st.session_state[K_CHOSEN] = [cid for cid in st.session_state[K_CHOSEN] if cid in by_id]
     chosen = st.multiselect("Examples for the next version", list(by_id), key=K_CHOSEN)
     for cid in chosen:
@@ -128,13 +132,13 @@ def examples_section(store: Store, reviewer: str | None) -> None:
 def _example_editor(store: Store, cand: fewshot.Candidate) -> None:
     with st.container(border=True):
         flags = [cand.verdict.value] + (["override"] if cand.overridden else []) + (["marked"] if cand.marked else [])
-        st.text(f"{cand.cluster_id} · {' · '.join(flags)}")
-        cluster = next(store.iter_clusters([cand.cluster_id]))
+        st.text(f"{cand.ref} · {' · '.join(flags)}")
+        cluster = store.get_cluster(cand.cluster_id, dataset=cand.dataset)
         st.text("\n".join(f"  {s.text}" for s in cluster.samples[:4]) + "\n  …")
-        key = _reason_key(cand.cluster_id)
+        key = _reason_key(cand.ref)
         if key not in st.session_state:
             st.session_state[key] = cand.reason
-        evidence = fewshot.reason_evidence(store, cand.cluster_id)
+        evidence = fewshot.reason_evidence(store, cand.cluster_id, cand.dataset)
         # The label stays visible: a collapsed label hides the help icon, the evidence's only place.
         st.text_input("Reason the prompt will teach", key=key, placeholder="why this verdict",
                       help=f"What the offline judge measured: {evidence}" if evidence else None)
@@ -190,13 +194,14 @@ def versions_section(store: Store) -> None:
     ids = list(labels)
     pick = st.selectbox("Version", ids, format_func=labels.get, key=K_PREVIEW)
     left, right = st.columns([3, 1])
-    cluster_ids = store.cluster_ids()
+    dataset = common.chosen_dataset()
+    cluster_ids = store.cluster_ids(dataset) if dataset else []
     target = left.selectbox("Preview for cluster", cluster_ids, key=K_PREVIEW_CLUSTER) if cluster_ids else None
     right.button("Make active", key="cqc_fs_activate", on_click=_activate, args=(store, pick),
                  disabled=pick is None or any(v["active"] and v["version"] == pick for v in versions))
     if pick:
         with st.expander("Rendered prompt"):
-            st.code(fewshot.preview(store, pick, target), language=None, wrap_lines=True)
+            st.code(fewshot.preview(store, pick, target, dataset=dataset), language=None, wrap_lines=True)
     if len(ids) >= 2:
         a = st.selectbox("Diff from", ids, index=0, format_func=labels.get, key=K_DIFF_A)
         b = st.selectbox("to", ids, index=len(ids) - 1, format_func=labels.get, key=K_DIFF_B)

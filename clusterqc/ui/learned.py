@@ -14,26 +14,26 @@ from clusterqc.store import Store
 K_MESSAGE = "cqc_learned_message"
 
 
-def retrain_offer(store: Store) -> None:
+def retrain_offer(store: Store, dataset: str | None = None) -> None:
     """A retrain button once 10 decisions have been made since the learned judge last trained."""
     message = st.session_state.pop(K_MESSAGE, None)
     if message:
         kind, text = message
         (st.success if kind == "ok" else st.warning)(text, icon=":material/model_training:")
-    if not learned.retrain_due(store):
+    if dataset is None or not learned.retrain_due(store, dataset):
         return
-    since = learned.decisions_since_training(store)
+    since = learned.decisions_since_training(store, dataset)
     left, right = st.columns([3, 1], vertical_alignment="center")
     left.text(f"{since} decisions since the learned judge last trained: retrain it on them, and the"
               " 'least certain first' queue follows the new model.")
     right.button("Retrain learned judge", key="cqc_learned_retrain", icon=":material/model_training:",
-                 on_click=_retrain, args=(store,))
+                 on_click=_retrain, args=(store, dataset))
 
 
-def _retrain(store: Store) -> None:
+def _retrain(store: Store, dataset: str) -> None:
     try:
         with st.spinner("Training on the agreed labels and proposing for every cluster..."):
-            run = learned.train_and_propose(store)
+            run = learned.train_and_propose(store, dataset=dataset)
     except learned.NotEnoughLabels as exc:
         st.session_state[K_MESSAGE] = ("warn", str(exc))
         return

@@ -150,11 +150,11 @@ def judge_choice(store: Store) -> Choice:
 # --------------------------------------------------------------------------- preview
 
 
-def preview(store: Store, choice: Choice, pending: list[str]) -> None:
-    """The prompt exactly as it would be sent for any cluster, as inert text."""
-    default = pending[0] if pending else (store.cluster_ids()[:1] or [""])[0]
+def preview(store: Store, choice: Choice, pending: list[str], dataset: str | None = None) -> None:
+    """The prompt exactly as it would be sent for any cluster of the dataset, as inert text."""
+    default = pending[0] if pending else (store.cluster_ids(dataset)[:1] or [""])[0]
     cluster_id = st.text_input("Preview for cluster", value=default, key=K_PREVIEW).strip()
-    cluster = store.get_cluster(cluster_id) if cluster_id else None
+    cluster = store.get_cluster(cluster_id, dataset=dataset) if cluster_id and dataset else None
     if cluster is None:
         st.warning(f"No cluster {cluster_id!r} in this database." if cluster_id else "No clusters yet.")
         return
@@ -175,7 +175,7 @@ def current_job() -> BatchJob | None:
     return st.session_state.get(K_JOB)
 
 
-def run_controls(store: Store, choice: Choice, pending: int) -> None:
+def run_controls(store: Store, choice: Choice, pending: int, dataset: str | None = None) -> None:
     """Run and Stop; a new run starts a BatchJob thread kept in the session."""
     job = current_job()
     running = job is not None and job.running
@@ -187,7 +187,8 @@ def run_controls(store: Store, choice: Choice, pending: int) -> None:
     if right.button("Run", key=K_RUN, type="primary", disabled=blocked):
         judge = make_judge(choice.kind, choice.config, choice.template)
         n = int(concurrency) if choice.kind == "llm" else 1
-        st.session_state[K_JOB] = BatchJob(store.path, judge, concurrency=n, limit=int(limit) or None).start()
+        st.session_state[K_JOB] = BatchJob(store.path, judge, concurrency=n, limit=int(limit) or None,
+                                           dataset=dataset).start()
         st.session_state.pop(K_JOB_SHOWN, None)
         st.rerun()
     if running:
@@ -251,9 +252,9 @@ def job_status() -> None:
     st.fragment(_job_view, run_every=every)()
 
 
-def failures(store: Store, choice: Choice) -> None:
+def failures(store: Store, choice: Choice, dataset: str | None = None) -> None:
     """Requests of this judge and prompt that returned nothing, not since answered (inert table)."""
-    rows = store.failures(choice.name, choice.prompt_version)
+    rows = store.failures(choice.name, choice.prompt_version, dataset=dataset)
     st.subheader(f"Failures ({len(rows)})")
     if not rows:
         st.text("None: every request of this judge and prompt that was sent got an answer.")
@@ -262,18 +263,18 @@ def failures(store: Store, choice: Choice) -> None:
                  hide_index=True)
 
 
-def page(store: Store) -> None:
-    """The whole page, top to bottom as the screen reads."""
+def page(store: Store, dataset: str | None = None) -> None:
+    """The whole page, top to bottom as the screen reads; it works on the sidebar's dataset."""
     choice = judge_choice(store)
     if choice.problem:
         _alert("error", "This setting cannot work:", choice.problem)
-    pending = store.pending_cluster_ids(choice.name, choice.prompt_version)
-    total = store.count_clusters()
+    pending = store.pending_cluster_ids(choice.name, choice.prompt_version, dataset=dataset)
+    total = store.count_clusters(dataset)
     done = total - len(pending)  # say what is done, then what is left
     st.text(f"{done} of {total} clusters have a proposal from {choice.name} @ {choice.prompt_version}"
             + (f"; {len(pending)} still to run." if pending else "."))
     with st.expander("Preview the prompt", expanded=False):
-        preview(store, choice, pending)
-    run_controls(store, choice, len(pending))
+        preview(store, choice, pending, dataset)
+    run_controls(store, choice, len(pending), dataset)
     job_status()
-    failures(store, choice)
+    failures(store, choice, dataset)

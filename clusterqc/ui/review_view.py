@@ -135,10 +135,10 @@ def sync_link(cluster_id: str | None) -> None:
 def progress_line(store: Store, ctx: AppContext) -> None:
     """Mine / reviewed / all, and today's pace with an estimate of the time left (fresh on every
     run: it replaces the sidebar's bars on the review pages, which a key press does not redraw)."""
-    reviewed, total = cluster_counts(store)
-    mine = store.reviewer_label_count(ctx.reviewer.name) if ctx.reviewer.name else 0
+    reviewed, total = cluster_counts(store, ctx.dataset)
+    mine = store.reviewer_label_count(ctx.reviewer.name, dataset=ctx.dataset) if ctx.reviewer.name else 0
     wanted = ctx.settings.wanted
-    remaining = total - reviewed if wanted == 1 else store.clusters_needing(wanted)
+    remaining = total - reviewed if wanted == 1 else store.clusters_needing(wanted, dataset=ctx.dataset)
     line = f"Mine {mine:,} / {total:,} · Reviewed {reviewed:,} / {total:,}"
     if ctx.reviewer.name:
         today, first = store.reviewer_decisions_since(ctx.reviewer.name, today_start())

@@ -46,12 +46,14 @@ def _cut_choice() -> ScoreCut | None:
     return None
 
 
-def _subset(store: Store, upload: Any, keep: list[str], include: bool, cut: ScoreCut | None) -> tuple[SubsetResult, dict[str, Any]]:
+def _subset(
+    store: Store, upload: Any, keep: list[str], include: bool, cut: ScoreCut | None, dataset: str | None
+) -> tuple[SubsetResult, dict[str, Any]]:
     """Built once per upload and choice (reruns for other widgets reuse it)."""
-    key = (upload.file_id, tuple(sorted(keep)), include, cut, store.count_clusters(), store.stats().decisions)
+    key = (upload.file_id, tuple(sorted(keep)), include, cut, dataset, store.count_clusters(), store.stats().decisions)
     memo = st.session_state.get(K_MEMO)
     if memo is None or memo[0] != key:
-        memo = (key, subset_from_upload(store, upload.name, upload.getvalue(), keep, include, cut))
+        memo = (key, subset_from_upload(store, upload.name, upload.getvalue(), keep, include, cut, dataset=dataset))
         st.session_state[K_MEMO] = memo
     return memo[1]
 
@@ -79,9 +81,9 @@ def _counts(result: SubsetResult) -> None:
         )
 
 
-def _record_profile(store: Store, upload: Any) -> None:
+def _record_profile(store: Store, upload: Any, dataset: str | None) -> None:
     try:
-        profile = record_pool_profile_from_upload(store, upload.name, upload.getvalue())
+        profile = record_pool_profile_from_upload(store, upload.name, upload.getvalue(), dataset=dataset)
     except SubsetError as exc:
         st.session_state["_export_profile_msg"] = ("error", str(exc))
         return
@@ -92,8 +94,8 @@ def _record_profile(store: Store, upload: Any) -> None:
     )
 
 
-def subset_section(store: Store) -> None:
-    """Upload, choices, preview of the counts, downloads of the subset and its manifest."""
+def subset_section(store: Store, dataset: str | None = None) -> None:
+    """Upload, choices, preview of the counts, downloads of the subset and its manifest (of one dataset)."""
     st.subheader("DataComp uid subset")
     st.caption(
         "Upload the uid -> cluster assignments (CSV or Parquet with columns uid and cluster_id, or"
@@ -113,7 +115,7 @@ def subset_section(store: Store) -> None:
         st.warning("Choose at least one label to keep.")
         return
     try:
-        result, manifest = _subset(store, upload, keep, include, cut)
+        result, manifest = _subset(store, upload, keep, include, cut, dataset)
     except SubsetError as exc:
         st.error(str(exc), icon=":material/error:")
         return
@@ -130,7 +132,7 @@ def subset_section(store: Store) -> None:
     with st.expander("Manifest (saved beside the subset as subset.json)"):
         st.code(manifest_bytes(manifest).decode("utf-8"), language="json")
     st.button("Record this file as the pool profile (cards and sidebar compare with it)",
-              key="export_record_profile", on_click=_record_profile, args=(store, upload))
+              key="export_record_profile", on_click=_record_profile, args=(store, upload, dataset))
     msg = st.session_state.pop("_export_profile_msg", None)
     if msg:
         (st.success if msg[0] == "ok" else st.error)(msg[1])
