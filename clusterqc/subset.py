@@ -649,10 +649,18 @@ def build_subset(
     else:
         kept_keys = [p.keys for p in parts]
     parts.clear()
+    uids = sort_keys(kept_keys)
+    return subset_result(names, column, sizes, kept_ids, verdicts, known, uids, cut, cut_value, cut_alone)
+
+
+def subset_result(
+    names: "_ClusterNames", column: str, sizes: Counter[object], kept_ids: set[str], verdicts: dict[str, str],
+    known: Iterable[str], uids: np.ndarray, cut: ScoreCut | None, cut_value: float | None, cut_alone: int | None,
+) -> SubsetResult:
+    """The summary both engines report: clusters seen in the assignments, kept, unlabelled, unknown."""
     seen = [names.name(k, column) for k in sizes]
     known_set = set(known)
     kept_seen = tuple(c for c in seen if c in kept_ids)
-    uids = sort_keys(kept_keys)
     return SubsetResult(
         kept_clusters=len(kept_seen),
         dropped_clusters=len(seen) - len(kept_seen),

@@ -188,19 +188,4 @@ def build_subset_on(
     sorted_parts = list(engine.map(_sort_step, buckets, desc="sort"))
     buckets.clear()
     uids = np.concatenate(sorted_parts) if sorted_parts else np.empty(0, dtype=local.UID_DTYPE)
-    seen = [names.name(k, column) for k in sizes]
-    known_set = set(known)
-    kept_seen = tuple(c for c in seen if c in kept_ids)
-    return local.SubsetResult(
-        kept_clusters=len(kept_seen),
-        dropped_clusters=len(seen) - len(kept_seen),
-        unlabelled_clusters=sum(1 for c in seen if c not in verdicts),
-        unknown_clusters=sum(1 for c in seen if c not in known_set),
-        kept_samples=len(uids),
-        total_samples=sum(sizes.values()),
-        uids=uids,
-        cut=cut,
-        cut_value=cut_value,
-        cut_alone_samples=cut_alone,
-        kept_cluster_ids=kept_seen,
-    )
+    return local.subset_result(names, column, sizes, kept_ids, verdicts, known, uids, cut, cut_value, cut_alone)
