@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterqc.ingest import IngestError
+from clusterqc.ingest import IngestError, read_input
 from clusterqc.model import Verdict
 from clusterqc.store import Store
 
@@ -49,14 +49,7 @@ class ImportSummary:
 
 
 def _text(path: str) -> str:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise IngestError(path, "", "no such file") from None
-    except IsADirectoryError:
-        raise IngestError(path, "", "is a directory, not a decisions file") from None
-    except OSError as exc:
-        raise IngestError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    data = read_input(path, "a decisions file", where="")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

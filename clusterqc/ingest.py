@@ -684,18 +684,31 @@ def _validator(path: str | os.PathLike[str], dataset: str | None) -> _Validator:
     return _Validator(str(path), name_from_stem(Path(path).stem))
 
 
+def input_error(file: str, kind: str, exc: OSError, where: str = "file") -> IngestError:
+    """The one line for an input that cannot be read: missing, a folder, or unreadable."""
+    if isinstance(exc, FileNotFoundError):
+        return IngestError(file, where, "no such file")
+    if isinstance(exc, IsADirectoryError):
+        return IngestError(file, where, f"is a directory, not {kind}")
+    return IngestError(file, where, f"cannot read: {exc.strerror or exc}")
+
+
+def read_input(file: str, kind: str, where: str = "file") -> bytes:
+    """An input file's bytes, or an IngestError naming the file (see `input_error`)."""
+    try:
+        return Path(file).read_bytes()
+    except OSError as exc:
+        raise input_error(file, kind, exc, where) from None
+
+
 def _read_one(path: str | os.PathLike[str], dataset: str | None, v: _Validator) -> list[ClusterRecord]:
     file = str(path)
     try:
         if Path(path).suffix.lower() in JSONL_EXTS:
             return _jsonl_clusters(file, _stream_lines(file, path), v)
         data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise IngestError(file, "file", "no such file") from None
-    except IsADirectoryError:
-        raise IngestError(file, "file", "is a directory, not a cluster file") from None
     except OSError as exc:
-        raise IngestError(file, "file", f"cannot read: {exc.strerror or exc}") from None
+        raise input_error(file, "a cluster file", exc) from None
     fmt = detect_format(path, data[:8])
     if fmt == "parquet":
         return _read_parquet(file, data, v)
