@@ -142,3 +142,35 @@ def wait_idle(page: Any) -> None:
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000
     )
+
+
+# The Review card is complete and its keys are live: the run is over, the header, the action
+# buttons and the card's last block carry one serial, and the URL names the cluster shown.
+# (The status widget alone is not enough: Streamlit shows it only after a delay, and while a
+# loaded machine streams the next card in, the header can be new while the buttons, whose
+# shortcuts answer the key presses, are still the previous card's.)
+_CARD_READY = """(cid) => {
+  const app = document.querySelector('[data-testid=stApp]');
+  const head = document.querySelector('[class*="st-key-cqc_head_"]');
+  const code = head && head.querySelector('code');
+  if (!app || app.dataset.testScriptState !== 'notRunning' || !code) { return false; }
+  const id = code.innerText.trim();
+  if (cid && id !== cid) { return false; }
+  const serialOf = (el, prefix) => {
+    const name = el && Array.from(el.classList).find((c) => c.startsWith(prefix));
+    return name ? name.slice(prefix.length).split(/[_-]/)[0] : null;
+  };
+  const serial = serialOf(head, 'st-key-cqc_head_');
+  const end = document.querySelector('[class*="st-key-cqc_end_"]');
+  const buttons = Array.from(document.querySelectorAll('[class*="st-key-cqc_btn_"]'));
+  return serialOf(end, 'st-key-cqc_end_') === serial && buttons.length > 0
+    && buttons.every((b) => Array.from(b.classList).some((c) => c.startsWith('st-key-cqc_btn_')
+         && c.split('__').pop().split('-')[0] === serial))
+    && new URL(location.href).searchParams.get('cluster') === id;
+}"""
+
+
+def wait_card(page: Any, cluster_id: str | None = None, timeout_ms: int = 30_000) -> str:
+    """Wait until the Review card (of `cluster_id`, when given) is complete with live keys; its id."""
+    page.wait_for_function(_CARD_READY, arg=cluster_id, timeout=timeout_ms)
+    return page.locator('[class*="st-key-cqc_head_"] code').first.inner_text().strip()

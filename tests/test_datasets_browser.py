@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import guarded_page, require_chromium, running_app, wait_idle
+from browser import guarded_page, require_chromium, running_app, wait_card
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 
@@ -40,12 +40,12 @@ def test_picking_a_dataset_in_chromium(tmp_path: Path) -> None:
         page.set_viewport_size({"width": 1440, "height": 900})
         page.goto(f"{base}/?reviewer=e2e")
         page.get_by_text("alpha bicycle photo 0 of E_1").first.wait_for(timeout=30_000)
-        wait_idle(page)
+        wait_card(page, "E_1")
         picker = page.get_by_test_id("stSelectbox").filter(has_text="Dataset")
         picker.click()
         page.get_by_role("option", name="beta").click()
         page.get_by_text("beta bicycle photo 0 of E_1").first.wait_for(timeout=30_000)
-        wait_idle(page)
+        wait_card(page, "E_1")
         assert page.get_by_text("alpha bicycle photo", exact=False).count() == 0
         assert re.search(r"[?&]dataset=beta", page.url), page.url
         shot = os.environ.get("CLUSTERQC_SCREENSHOT")

@@ -8,7 +8,6 @@ the page asks nothing of any host but 127.0.0.1.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from browser import guarded_page, require_chromium, running_app, wait_idle
+from browser import guarded_page, require_chromium, running_app, wait_card
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 
@@ -71,9 +70,7 @@ def test_keyboard_review_in_chromium(server: tuple[str, Path, dict[str, int]]) -
         page.goto(f"{base}/?reviewer=e2e")
 
         def on_screen(cid: str) -> None:
-            page.locator("code", has_text=re.compile(rf"^{cid}$")).first.wait_for(timeout=30_000)
-            page.get_by_role("button", name=re.compile("Skip")).first.wait_for(timeout=30_000)
-            wait_idle(page)
+            wait_card(page, cid)
 
         on_screen("E_1")
         # The hostile caption is shown as the literal text, nothing of it rendered.

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from browser import guarded_page, require_chromium, running_app, wait_idle
+from browser import guarded_page, require_chromium, running_app, wait_card
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 
@@ -66,19 +66,10 @@ def page(server: tuple[str, Path, dict[str, int]]) -> Iterator[Any]:
 
 
 def settle(p: Any) -> str:
-    """Wait until a card is fully on screen and the run is over; returns the cluster id shown."""
-    p.get_by_role("button", name=re.compile("^Skip")).first.wait_for(timeout=30_000)
-    for _ in range(2):
-        wait_idle(p)
-        # The run is over when Streamlit says so and the URL the server set names the cluster shown.
-        p.wait_for_function("""() => {
-          const app = document.querySelector('[data-testid=stApp]');
-          const head = document.querySelector('[class*=\"st-key-cqc_head_\"] code');
-          return app && app.dataset.testScriptState === 'notRunning' && head
-            && new URL(location.href).searchParams.get('cluster') === head.innerText.trim();
-        }""", timeout=30_000)
-        p.wait_for_timeout(150)
-    return shown(p)
+    """Wait until a card is fully on screen with live keys and the run is over; the cluster id shown."""
+    wait_card(p)
+    p.wait_for_timeout(150)
+    return wait_card(p)
 
 
 def shown(p: Any) -> str:
