@@ -273,6 +273,33 @@ def test_retrain_is_due_every_ten_decisions(labelled_store, datacomp) -> None:
     assert learned.retrain_due(store)
 
 
+def test_retrain_due_follows_the_refusal_rule_decision_by_decision(tmp_path: Path, datacomp) -> None:
+    """The Review page's cheap check (capped counts in SQL) says "due" exactly when training
+    would not refuse: disagreements left out, undone and re-decided labels followed."""
+    import random
+
+    clusters, _ = datacomp
+    rng = random.Random(7)
+    with Store(tmp_path / "due.db") as store:
+        store.import_clusters(clusters[:30])
+        seen = set()
+        for step in range(80):
+            cluster = rng.choice(clusters[:30])
+            reviewer = rng.choice(["ann", "bo"])
+            if step % 9 == 8:
+                store.undo_last(reviewer)
+            else:
+                store.decide(cluster.id, reviewer, rng.choice([A, U]))
+            try:
+                learned.check_enough(learned.training_labels(store))
+                enough = True
+            except learned.NotEnoughLabels:
+                enough = False
+            seen.add(enough)
+            assert learned.retrain_due(store) == enough, step  # never trained: every decision counts
+        assert seen == {True, False}
+
+
 def test_learned_judge_fits_the_batch_runner(labelled_store) -> None:
     from clusterqc.propose import run_batch
 

@@ -59,6 +59,7 @@ NAME = "learned"
 FEATURES_VERSION = "learned-features-v2"  # bump whenever a feature below changes
 MIN_LABELS = 10
 MIN_PER_CLASS = 3
+PENDING_CAP = 1_000  # the retrain offer counts the decisions since training up to this
 MAX_FOLDS = 5
 MAX_CAPTION_CHARS = 300  # a hostile 1 MB caption costs what 300 characters cost
 CHUNK = 2_000  # clusters featurised, predicted and committed together
@@ -530,25 +531,38 @@ def train_and_propose(store: Store, settings: Settings = DEFAULT_SETTINGS,
     return propose_all(store, train_from_store(store, settings, dataset), progress=progress, dataset=dataset)
 
 
-def decisions_since_training(store: Store, dataset: str | None = None) -> int:
-    """A dataset's decisions since its newest learned proposals were stored (all of them if never trained)."""
+def decisions_since_training(store: Store, dataset: str | None = None, cap: int | None = None) -> int:
+    """A dataset's decisions since its newest learned proposals were stored (all of them if never
+    trained), counted up to `cap` when given."""
     dataset = store.resolve_dataset(dataset)
-    return store.decisions_since(store.newest_proposal_time(NAME, dataset=dataset), dataset=dataset)
+    return store.decisions_since(store.newest_proposal_time(NAME, dataset=dataset), dataset=dataset, cap=cap)
+
+
+def retrain_pending(store: Store, dataset: str | None = None) -> int:
+    """The decisions since the last training when a retrain is due (every RETRAIN_EVERY of them,
+    once there is enough to learn from), else 0.
+
+    Runs on every key press of the Review page, so it never reads the labels themselves: the
+    enough-to-learn check is `check_enough`'s rule on counts capped at MIN_LABELS, and the
+    decisions are counted up to PENDING_CAP (the page then says "at least" that many).
+    """
+    dataset = store.resolve_dataset(dataset)
+    since = decisions_since_training(store, dataset, cap=PENDING_CAP)
+    if since < RETRAIN_EVERY:
+        return 0
+    acc, unacc = store.agreed_label_counts(dataset, cap=MIN_LABELS)
+    if acc + unacc < MIN_LABELS or min(acc, unacc) < MIN_PER_CLASS:
+        return 0
+    return since
 
 
 def retrain_due(store: Store, dataset: str | None = None) -> bool:
     """True every RETRAIN_EVERY decisions since the last training, once there is enough to learn from."""
-    if decisions_since_training(store, dataset) < RETRAIN_EVERY:
-        return False
-    try:
-        check_enough(training_labels(store, dataset))
-    except NotEnoughLabels:
-        return False
-    return True
+    return retrain_pending(store, dataset) > 0
 
 
 __all__ = [
     "NAME", "LearnedJudge", "LearnedRun", "NotEnoughLabels", "Settings", "TrainedModel", "build_pipeline",
-    "feature_matrix", "propose_all", "retrain_due", "signal_features", "train", "train_and_propose",
+    "feature_matrix", "propose_all", "retrain_due", "retrain_pending", "signal_features", "train", "train_and_propose",
     "train_from_store", "training_labels",
 ]

@@ -104,7 +104,10 @@ class CurationTables(DatasetTable):
             " LEFT JOIN examples e ON e.dataset = l.dataset AND e.cluster_id = l.cluster_id"
             " WHERE l.decision_id = (SELECT max(y.decision_id) FROM labels y WHERE y.dataset = l.dataset"
             " AND y.cluster_id = l.cluster_id)"
-            " AND (:c IS NULL OR l.cluster_id = :c) AND (:ds IS NULL OR l.dataset = :ds) ORDER BY c.dataset, c.nkey",
+            # Conditions only when they narrow: `:c IS NULL OR ...` would keep SQLite off the
+            # labels index, and the Review page asks for one cluster on every key press.
+            + (" AND l.cluster_id = :c" if cluster_id is not None else "")
+            + (" AND l.dataset = :ds" if ds is not None else "") + " ORDER BY c.dataset, c.nkey",
             {"c": cluster_id, "ds": ds},
         )
         return [dict(r) for r in rows]

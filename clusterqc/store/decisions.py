@@ -307,14 +307,40 @@ class DecisionTable(DatasetTable):
 
         self._write(write)
 
-    def decisions_since(self, since: str | None, dataset: str | None = None) -> int:
-        """Verdicts appended after `since` (an ISO time; None: all of them), undos not counted."""
+    def decisions_since(self, since: str | None, dataset: str | None = None, cap: int | None = None) -> int:
+        """Verdicts appended after `since` (an ISO time; None: all of them), undos not counted.
+
+        With `cap`, only the newest `cap` verdicts are looked at (the log is appended in time
+        order), so the answer is at most `cap` and costs `cap` rows, not the whole log.
+        """
         ds = self._scope(dataset)
+        if cap is None:
+            newest = "SELECT created_at FROM decisions d WHERE action = 'decide'" + _in("d", ds)
+        else:  # `+d.dataset`: walk the log from its end (by id), not the dataset index and a sort
+            newest = ("SELECT created_at FROM decisions d WHERE action = 'decide'"
+                      + (" AND +d.dataset = :ds" if ds is not None else "") + " ORDER BY id DESC LIMIT :cap")
         return self._one(
-            "SELECT count(*) FROM decisions d WHERE action = 'decide' AND (:since IS NULL OR created_at > :since)"
-            + _in("d", ds),
-            {"since": since, "ds": ds},
+            f"SELECT count(*) FROM ({newest}) WHERE :since IS NULL OR created_at > :since",
+            {"since": since, "ds": ds, "cap": cap},
         )[0]
+
+    def agreed_label_counts(self, dataset: str, cap: int) -> tuple[int, int]:
+        """Clusters whose current labels all say Acceptable, and all say Unacceptable, each
+        counted up to `cap`.
+
+        Why the cap: the Review page asks on every key press whether there is enough to learn
+        from; stopping at `cap` clusters of each verdict keeps that a few index steps at
+        100,000 labels instead of a scan of all of them.
+        """
+        sql = (
+            "SELECT count(*) FROM (SELECT 1 FROM labels WHERE dataset = :ds GROUP BY cluster_id"
+            " HAVING min(verdict) = :v AND max(verdict) = :v LIMIT :cap)"
+        )
+        ds = self._dataset(dataset)
+        return (
+            self._one(sql, {"ds": ds, "v": Verdict.ACCEPTABLE.value, "cap": cap})[0],
+            self._one(sql, {"ds": ds, "v": Verdict.UNACCEPTABLE.value, "cap": cap})[0],
+        )
 
     def reviewers(self, dataset: str | None = None) -> list[str]:
         ds = self._scope(dataset)

@@ -20,11 +20,12 @@ def retrain_offer(store: Store, dataset: str | None = None) -> None:
     if message:
         kind, text = message
         (st.success if kind == "ok" else st.warning)(text, icon=":material/model_training:")
-    if dataset is None or not learned.retrain_due(store, dataset):
+    since = learned.retrain_pending(store, dataset) if dataset is not None else 0
+    if not since:
         return
-    since = learned.decisions_since_training(store, dataset)
     left, right = st.columns([3, 1], vertical_alignment="center")
-    left.text(f"{since} decisions since the learned judge last trained: retrain it on them, and the"
+    count = f"At least {since:,}" if since >= learned.PENDING_CAP else f"{since:,}"
+    left.text(f"{count} decisions since the learned judge last trained: retrain it on them, and the"
               " 'least certain first' queue follows the new model.")
     right.button("Retrain learned judge", key="cqc_learned_retrain", icon=":material/model_training:",
                  on_click=_retrain, args=(store, dataset))
