@@ -7,7 +7,9 @@ two colleagues have decided the first half). Each sample is one press of A measu
 the page: from the keydown event (performance.now(), capture phase) to the first DOM state in
 which the new card is complete (the header shows another cluster, the card's end marker
 carries the header's serial, all 10 captions are there and none is hidden), checked by a
-MutationObserver, so it is the time the curator waits, not a polling interval.
+MutationObserver, so it is the time the curator waits, not a polling interval. The check
+reads `textContent`, never `innerText`: innerText forces a layout on every mutation, which
+would charge the page with work the instrument adds (more for the page with more elements).
 
 The pages take turns press by press (bare, 1k, 100k, bare, ...), so load from other processes
 on this shared machine hits all alike; medians over the repeats, ratio against the bare page.
@@ -57,19 +59,20 @@ ARM = """(kind) => {
   window.__t0 = null; window.__t1 = null;
   const head = () => kind === 'bare' ? document.querySelector('[data-testid=stCode] code')
                                      : document.querySelector('[class*="st-key-cqc_head_"] code');
-  const before = head() ? head().innerText.trim() : null;
+  const before = head() ? head().textContent.trim() : null;
   const serialOf = (el, p) => { const c = el && Array.from(el.classList).find(x => x.startsWith(p));
                                 return c ? c.slice(p.length).split('_')[0] : null; };
   const done = () => {
     const h = head();
-    if (!h || h.innerText.trim() === before) return false;
+    if (!h || h.textContent.trim() === before) return false;
     if (kind === 'bare') return true;
     const hs = serialOf(document.querySelector('[class*="st-key-cqc_head_"]'), 'st-key-cqc_head_');
     const es = serialOf(document.querySelector('[class*="st-key-cqc_end_"]'), 'st-key-cqc_end_');
     const samples = document.querySelector('.st-key-cqc_samples');
     if (hs !== es || !samples || samples.classList.contains('cqc-other-card')) return false;
-    const texts = samples.querySelectorAll('[data-testid=stText]');
-    const id = h.innerText.trim();
+    // The captions: Streamlit text elements before, the card's own `.cqc-cap` lines now.
+    const texts = Array.from(samples.querySelectorAll('.cqc-cap, [data-testid=stText]')).filter(t => /^\d+\. /.test(t.textContent));
+    const id = h.textContent.trim();
     const num = id.split('_')[1];
     return texts.length === 10 && Array.from(texts).every(t => t.textContent.endsWith('cluster ' + num)
                                                               || t.textContent.endsWith('of ' + num));

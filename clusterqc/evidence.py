@@ -165,11 +165,6 @@ def card_evidence(cluster: Cluster, pool: PoolView, counts: tuple[int, int] | No
     )
 
 
-def sample_scores_line(evidence: Evidence) -> str:
-    """`CLIP per sample: 1: 31.2 · 2: 28.0 ...`, numbered as the samples are."""
-    return "CLIP per sample: " + " · ".join(f"{n}: {text.removeprefix('CLIP ')}" for n, text in evidence.sample_scores)
-
-
 def evidence_figure(evidence: Evidence) -> go.Figure | None:
     """A small box per row: the cluster's quartiles (and mean) beside the pool's, the CLIP-30% cut as a line.
 

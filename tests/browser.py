@@ -144,11 +144,11 @@ def wait_idle(page: Any) -> None:
     )
 
 
-# The Review card is complete and its keys are live: the run is over, the header, the action
-# buttons and the card's last block carry one serial, and the URL names the cluster shown.
-# (The status widget alone is not enough: Streamlit shows it only after a delay, and while a
-# loaded machine streams the next card in, the header can be new while the buttons, whose
-# shortcuts answer the key presses, are still the previous card's.)
+# The Review card is complete and its keys are live: the run is over, the header, the card's
+# last block and the token its key presses carry (the hidden field in that block) are of one
+# card, and the URL names the cluster shown. (The status widget alone is not enough: Streamlit
+# shows it only after a delay, and while a loaded machine streams the next card in, the header
+# can be new while the browser still holds the previous card's token.)
 _CARD_READY = """(cid) => {
   const app = document.querySelector('[data-testid=stApp]');
   const head = document.querySelector('[class*="st-key-cqc_head_"]');
@@ -162,10 +162,9 @@ _CARD_READY = """(cid) => {
   };
   const serial = serialOf(head, 'st-key-cqc_head_');
   const end = document.querySelector('[class*="st-key-cqc_end_"]');
-  const buttons = Array.from(document.querySelectorAll('[class*="st-key-cqc_btn_"]'));
-  return serialOf(end, 'st-key-cqc_end_') === serial && buttons.length > 0
-    && buttons.every((b) => Array.from(b.classList).some((c) => c.startsWith('st-key-cqc_btn_')
-         && c.split('__').pop().split('-')[0] === serial))
+  const token = document.querySelector('.st-key-cqc_token input');
+  return serialOf(end, 'st-key-cqc_end_') === serial && !!token && token.value.split('-')[0] === serial
+    && document.querySelectorAll('[class*="st-key-cqc_btn_"]').length > 0
     && new URL(location.href).searchParams.get('cluster') === id;
 }"""
 

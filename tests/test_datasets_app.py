@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from clusterqc.ui.card_html import plain_text
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 
@@ -43,7 +44,9 @@ def run_app(**params: str) -> AppTest:
 
 
 def samples(at: AppTest) -> str:
-    return " ".join(c.value for c in at.main.code) + " ".join(t.value for t in at.main.text)
+    """The card as read: the id, text elements, and the lines of its escaped HTML (the captions)."""
+    html_lines = [line for h in at.main.get("html") for line in plain_text(h.value)]
+    return " ".join([c.value for c in at.main.code] + [t.value for t in at.main.text] + html_lines)
 
 
 def ok(at: AppTest) -> AppTest:

@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from clusterqc.ui.card_html import plain_text
 from clusterqc.evidence import (
     PoolView,
     card_evidence,
     clip_text,
     evidence_figure,
     pool_view,
-    sample_scores_line,
     subset_so_far,
 )
 from clusterqc.ingest import import_files
@@ -83,8 +83,8 @@ def test_card_facts_from_stats_and_the_pool_profile(pool_db: Path, pool_files: t
     cut = np.sort(pool["score"])[::-1][math.ceil(0.3 * n) - 1]
     assert ev.baseline_cut == cut
     assert ev.facts[4] == f"{np.mean(mine >= cut):.1%} pass the CLIP-30% cut ({cut * 100:.1f})"
-    expected = [f"{i}: {s.clip_score * 100:.1f}" for i, s in enumerate(cluster.samples, start=1)]
-    assert sample_scores_line(ev) == "CLIP per sample: " + " · ".join(expected)
+    expected = [(i, f"CLIP {s.clip_score * 100:.1f}") for i, s in enumerate(cluster.samples, start=1)]
+    assert list(ev.sample_scores) == expected
     fig = evidence_figure(ev)
     assert fig is not None and [t.name for t in fig.data] == ["cluster", "pool"]
     assert fig.data[0].median[0] == pytest.approx(q[1])
@@ -98,7 +98,7 @@ def test_a_cluster_without_evidence_shows_nothing() -> None:
     assert card_evidence(Cluster("C", (Sample("a"),), (Sample("b"),), size=10), known).empty
     # One sample's score is: the card shows it, numbered as the samples are.
     scored = Cluster("C", (Sample("a"), Sample("b", clip_score=0.3125)), (Sample("c"),))
-    assert sample_scores_line(card_evidence(scored, known)) == "CLIP per sample: 2: 31.2"
+    assert card_evidence(scored, known).sample_scores == ((2, "CLIP 31.2"),)
 
 
 def test_subset_so_far_against_the_assignments(pool_db: Path, pool_files: tuple[Path, Path]) -> None:
@@ -142,7 +142,13 @@ def test_card_and_sidebar_show_the_evidence(
     main = [t.value for t in at.main.text]
     assert " · ".join(expected.facts[:2]) in main and expected.facts[0].startswith("CLIP ")
     assert " · ".join(expected.facts[2:]) in main
-    assert sample_scores_line(expected) in main
+    # Each scored sample's CLIP score is the tag right after its caption on the card.
+    card = [line for h in at.main.get("html") for line in plain_text(h.value)]
+    assert expected.sample_scores
+    for n, score in expected.sample_scores:
+        at_caption = next(k for k, line in enumerate(card) if line.startswith(f"{n}. "))
+        assert card[at_caption + 1] == score, (n, card[at_caption:at_caption + 3])
+    assert not any(t.startswith("CLIP per sample") for t in main)
     assert len(at.main.get("plotly_chart")) == 1
     side = [t.value for t in at.sidebar.text]
     assert all(line in side for line in summary) and any(s.startswith("CLIP-30% baseline: 1,761 samples") for s in side)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from browser import guarded_page, require_chromium, running_app, wait_idle
-from clusterqc.evidence import card_evidence, pool_view, sample_scores_line
+from clusterqc.evidence import card_evidence, pool_view
 from clusterqc.ingest import import_files
 from clusterqc.model import Verdict
 from clusterqc.pool_profile import record_pool_profile
@@ -48,7 +48,8 @@ def test_card_shows_clip_evidence_in_chromium(server: tuple[str, Path], tmp_path
         page.locator("code", has_text=re.compile(r"^Cluster_4$")).first.wait_for(timeout=30_000)
         page.get_by_text(" · ".join(ev.facts[:2]), exact=True).wait_for(timeout=30_000)
         wait_idle(page)
-        assert page.get_by_text(sample_scores_line(ev), exact=True).count() == 1
+        for n, score in ev.sample_scores:  # each score is the tag beside its own caption
+            assert page.locator(".cqc-sample").nth(n - 1).locator(".cqc-tag", has_text=score).count() == 1
         assert page.get_by_text(" · ".join(ev.facts[2:]), exact=True).count() == 1
         # The plotly chart drew its two boxes (an SVG with the row names).
         chart = page.locator("[data-testid='stPlotlyChart']")

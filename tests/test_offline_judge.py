@@ -209,3 +209,13 @@ def test_metrics_of_other_answers_is_none():
     assert metrics_of("Reason: fine\nClassification: Acceptable") is None
     assert metrics_of('{"verdict": "Acceptable"}') is None
     assert metrics_of('[1, 2]') is None
+
+
+@pytest.mark.parametrize("caption,expected", [
+    ("Name: O1 053.jpg\nViews: 406\nSize: 64.4 KB\nDescription: ", True),  # a real demo caption
+    ("File: DSC_0042\nSize: 2 MB", True),
+    ("A red bike leaning on a wall.\nPhoto: bike.jpg", False),  # a description, a file line under it
+    ("Title: Sunset at the lake\nCamera: Canon EOS", False),  # metadata, but no file name
+])
+def test_a_gallery_metadata_block_naming_a_file_is_a_file_name(caption, expected):
+    assert is_file_name(caption) is expected

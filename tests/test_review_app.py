@@ -19,6 +19,7 @@ from clusterqc import bootstrap
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.review import Reviewer, ReviewSession, SessionState, clean_name, load_view, resolve_reviewer
 from clusterqc.store import Store
+from clusterqc.ui.card_html import plain_text
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 XSS = "<img src=x onerror=alert(1)> **bold** [link](http://example.com)"
@@ -72,16 +73,17 @@ def shown(at: AppTest) -> str | None:
 
 
 def texts(at: AppTest) -> list[str]:
-    return [t.value for t in at.main.text]
+    """Every text on the page: text elements, and each line of the card's escaped HTML as read."""
+    return [t.value for t in at.main.text] + [line for h in at.main.get("html") for line in plain_text(h.value)]
 
 
 def keys(at: AppTest) -> list[str]:
-    """The action buttons on screen, without their card token (`cqc_btn_accept__<token>`)."""
+    """The action buttons on screen, without their colour (`cqc_btn_accept__<tone>`)."""
     return [b.key.split("__")[0] for b in at.main.button if b.key and b.key.startswith("cqc_btn_")]
 
 
 def button(at: AppTest, action: str) -> Any:
-    """The action button of the card on screen (its key carries the card's token)."""
+    """The action button of the card on screen."""
     found = [b for b in at.main.button if b.key and b.key.startswith(f"cqc_btn_{action}__")]
     assert len(found) == 1, [b.key for b in at.main.button]
     return found[0]

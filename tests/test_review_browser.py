@@ -112,7 +112,7 @@ def test_whole_cluster_on_one_screen(page: Any, width: int, height: int) -> None
     page.set_viewport_size({"width": width, "height": height})
     page.wait_for_timeout(300)
     assert shown(page) == cid(1)
-    captions = page.locator(".st-key-cqc_samples [data-testid='stText']")
+    captions = page.locator(".st-key-cqc_samples .cqc-cap")
     assert captions.count() == 10
     for k in range(10):
         caption = captions.nth(k)
@@ -160,7 +160,7 @@ def test_double_presses_never_duplicate_nor_reshow(page: Any, server: tuple[str,
         const head = document.querySelector('[class*=\"st-key-cqc_head_\"] code');
         const id = head ? head.innerText.trim() : null;
         if (id && window.__seen[window.__seen.length - 1] !== id) window.__seen.push(id);
-        document.querySelectorAll('.st-key-cqc_samples [data-testid="stText"]').forEach(t => {
+        document.querySelectorAll('.st-key-cqc_samples .cqc-cap').forEach(t => {
           if (!t.checkVisibility({visibilityProperty: true, opacityProperty: true})) return;
           const m = t.textContent.match(/R_\\d\\d/);
           if (id && m && m[0] !== id) window.__mixed.push(id + ' over ' + m[0]);

@@ -56,7 +56,7 @@ def review_card(store: Store, ctx: common.AppContext) -> None:
     shown = session.show(view, ctx.blind)
     facts = rv.facts_line(view) + evidence_ui.facts(store, view.cluster)
     slot = st.empty()
-    with slot.container(key=f"cqc_card_{state.serial}"):
+    with slot.container(key="cqc_card"):  # one key for every card: the browser updates it, not rebuilds it
         rv.card(view, shown, ctx, facts)
     evidence_ui.card(store, view.cluster)  # the full evidence (chart, per-sample scores) right under the card
     rv.below_card(store, view, ctx.reviewer.name)

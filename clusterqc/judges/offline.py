@@ -88,8 +88,24 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.replace("_", " "))
 
 
+_META_LINE = re.compile(r"^\s*[^\W\d_][\w .-]{0,24}:\s*(.*?)\s*$")
+
+
+def _is_file_listing(text: str) -> bool:
+    """A gallery's metadata block (`Name: O1 053.jpg` / `Views: 406` / `Size: 64.4 KB`): every
+    line a `Label: value` pair and one value a file name. A description with a file line under
+    it is not one (its first line has no label)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return False
+    values = [m.group(1) if (m := _META_LINE.match(line)) else None for line in lines]
+    return all(v is not None for v in values) and any(v and is_file_name(v) for v in values)
+
+
 def is_file_name(text: str) -> bool:
     """A caption that is a file name or camera/ID code rather than a description."""
+    if "\n" in text.strip():
+        return _is_file_listing(text)
     stripped = text.strip()
     core = _COPY_SUFFIX.sub("", stripped)
     if _FILE_EXT.search(stripped) or _CAMERA.match(core):

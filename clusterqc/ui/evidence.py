@@ -55,8 +55,7 @@ def card(store: Store, cluster: Cluster) -> None:
                     help="CLIP L/14 image-text score of the cluster's samples (x100), and its share of the pool")
             if ev.facts[2:]:
                 st.text(" · ".join(ev.facts[2:]))
-            if ev.sample_scores:
-                st.text(evidence.sample_scores_line(ev))
+            # Each sample's own score is a tag beside its caption (card_html.sample_html).
         with right:
             fig = evidence.evidence_figure(ev)
             if fig is not None:

@@ -10,7 +10,7 @@ page before A works again. The script (installed once per browser tab) does only
 - a toggle, a checkbox or a chosen select option gives the focus back to the page at once;
 - Enter in a one-line text field commits it and leaves it;
 - `?` (outside a field) shows or hides the key map;
-- a new cluster card (its container key changes) scrolls the page to the top;
+- a new cluster card (its header's serial changes) scrolls the page to the top;
 - while a new card streams in, parts still left from the previous card are hidden;
 - a click on a clamped caption opens or closes it;
 - a web thumbnail that fails to load is replaced by the words "image could not be loaded".
@@ -99,7 +99,7 @@ _SCRIPT = """
     var t = e.target;
     if (!t || !t.closest) { return; }
     if (t.closest('[role="option"]')) { setTimeout(leave, 60); return; }
-    var caption = t.closest('.st-key-cqc_samples [data-testid="stText"]');
+    var caption = t.closest('.cqc-cap');
     if (caption) { caption.classList.toggle('cqc-open'); }
   }, true);
   doc.addEventListener('error', function (e) {
@@ -140,10 +140,10 @@ _SCRIPT = """
   }
   new MutationObserver(function () {
     hideOtherCards();
-    var el = doc.querySelector('[class*="st-key-cqc_card_"]');
-    if (!el) { return; }
-    var name = Array.prototype.find.call(el.classList, function (c) { return c.indexOf('st-key-cqc_card_') === 0; });
-    if (name && name !== lastCard) { lastCard = name; toTop(); }
+    var head = doc.querySelector('[class*="st-key-cqc_head_"]');
+    if (!head) { return; }
+    var serial = serialOf(head, 'st-key-cqc_head_');
+    if (serial && serial !== lastCard) { lastCard = serial; toTop(); }
   }).observe(doc.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['class']});
 })();
 </script>
@@ -152,20 +152,32 @@ _SCRIPT = """
 _STYLE = """
 <style>
 [data-testid="stMainBlockContainer"] { padding-top: 3.2rem; padding-bottom: 2rem; }
-[class*="st-key-cqc_card_"] { gap: 0.4rem; }
-[class*="st-key-cqc_card_"] [data-testid="stText"] { line-height: 1.35; }
+.st-key-cqc_card { gap: 0.4rem; }
+.st-key-cqc_card [data-testid="stText"] { line-height: 1.35; }
 [class*="st-key-cqc_sample_"] { gap: 0.3rem; }
-.st-key-cqc_samples [data-testid="stText"] { cursor: pointer; font-size: 0.92rem; }
-.st-key-cqc_samples [data-testid="stText"] > span {
-  display: -webkit-box !important; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden;
+.cqc-grid { display: grid; grid-template-columns: 1fr 1fr; column-gap: 1.5rem; }
+.cqc-title { font-weight: 600; margin-bottom: 0.2rem; }
+.cqc-sample { margin-bottom: 0.3rem; }
+.cqc-cap {
+  cursor: pointer; font-size: 0.92rem; line-height: 1.35; white-space: pre-wrap; overflow-wrap: anywhere;
+  display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden;
 }
-.st-key-cqc_samples [data-testid="stText"].cqc-open > span { display: block !important; }
+.cqc-cap.cqc-open { display: block; }
+.cqc-tags { display: flex; flex-wrap: wrap; gap: 0.3rem; margin-top: 0.1rem; }
+.cqc-tag { font-size: 0.78rem; line-height: 1.5; padding: 0 0.45rem; border-radius: 0.5rem; white-space: nowrap; }
+.cqc-orange { background: #fff3e0; color: #b45309; }
+.cqc-gray { background: #f0f2f6; color: #31333f; }
+.cqc-green { background: #e6f4ea; color: #1a7f37; font-weight: 600; }
+.cqc-red { background: #fdecea; color: #c62828; font-weight: 600; }
+.cqc-prop { padding: 0.3rem 0.6rem; margin-bottom: 0.3rem; border: 1px solid transparent; border-radius: 0.5rem; }
+.cqc-prop.cqc-answered { border-color: rgba(49, 51, 63, 0.2); }
+.cqc-prop-head { display: flex; gap: 0.5rem; align-items: center; font-size: 0.92rem; }
+.cqc-reason {
+  font-size: 0.92rem; line-height: 1.35; white-space: pre-wrap; overflow-wrap: anywhere; margin-top: 0.15rem;
+  display: -webkit-box; -webkit-line-clamp: 3; -webkit-box-orient: vertical; overflow: hidden;
+}
 .st-key-cqc_samples { gap: 0.3rem; }
 .st-key-cqc_samples [data-testid="stImage"] img { height: 110px; object-fit: cover; }
-[class*="st-key-cqc_proposals_"] [data-testid="stText"] > span {
-  display: -webkit-box !important; -webkit-line-clamp: 3; -webkit-box-orient: vertical; overflow: hidden;
-}
-[class*="st-key-cqc_prop_"] { padding: 0.35rem 0.6rem; gap: 0.2rem; }
 [class*="st-key-cqc_btn_"][class*="__green__"] button { border-color: #1a7f37; color: #1a7f37; }
 [class*="st-key-cqc_btn_"][class*="__red__"] button { border-color: #c62828; color: #c62828; }
 [class*="st-key-cqc_btn_accept__"][class*="__green__"] button { background: #1a7f37; color: #fff; }

@@ -23,12 +23,11 @@ def retrain_offer(store: Store, dataset: str | None = None) -> None:
     since = learned.retrain_pending(store, dataset) if dataset is not None else 0
     if not since:
         return
-    left, right = st.columns([3, 1], vertical_alignment="center")
-    count = f"At least {since:,}" if since >= learned.PENDING_CAP else f"{since:,}"
-    left.text(f"{count} decisions since the learned judge last trained: retrain it on them, and the"
-              " 'least certain first' queue follows the new model.")
-    right.button("Retrain learned judge", key="cqc_learned_retrain", icon=":material/model_training:",
-                 on_click=_retrain, args=(store, dataset))
+    count = f"{since:,}+" if since >= learned.PENDING_CAP else f"{since:,}"
+    # One element: a key press redraws this line with the card, and every element costs time.
+    st.button(f"Retrain the learned judge on {count} decisions made since it last trained"
+              " (the 'least certain first' queue then follows the new model)",
+              key="cqc_learned_retrain", icon=":material/model_training:", on_click=_retrain, args=(store, dataset))
 
 
 def _retrain(store: Store, dataset: str) -> None:

@@ -1,16 +1,21 @@
 """The Review page's widgets: one cluster card on one screen, decided by keyboard.
 
 Everything that came from a file or a model (captions, ids, reasons, raw answers, notes,
-judge names, file names) goes through `st.text`, `st.code` or `st.dataframe`, which show text
-as text; markdown-rendering calls (`st.markdown`, `st.caption`, `st.badge`, alert bodies) and
-the page's own script/style (`keys.py`) only ever get our own fixed strings. A caption like
-`<img src=x onerror=alert(1)>` stays a caption.
+judge names, file names) goes through `st.text`, `st.code`, `st.dataframe`, or the escaped
+HTML of `card_html.py`, all of which show text as text; markdown-rendering calls
+(`st.markdown`, `st.caption`, `st.badge`, alert bodies) and the page's own script/style
+(`keys.py`) only ever get our own fixed strings. A caption like `<img src=x onerror=alert(1)>`
+stays a caption.
 
-Key presses are buttons with `shortcut=`, keyed by the card's token (`review.Card`): the
-callback hands the press with that token to `ReviewSession.press`, which applies it at most
-once and only to the card that was rendered with it. The whole card is drawn into one
-placeholder after everything it shows has been read from the database, so the browser gets
-it in one burst and never shows old samples under the new header.
+Key presses are buttons with `shortcut=`. Each press carries the token of the card the browser
+had on screen: the card's last widget is a hidden field holding its token, which the browser
+sends with every press (Streamlit sends all widget values with a trigger). `ReviewSession.press`
+applies a press at most once and only to the card rendered with that token. The field is the
+last part of the card, so the browser holds the new token only after it has received the whole
+new card; a press made before that carries the old, spent token and is dropped. The buttons
+keep their keys from card to card (a key per card made the browser rebuild them on every press,
+bench/RESULTS.md), and the card is drawn after everything it shows has been read from the
+database, so the browser gets it in one burst and never shows old samples under the new header.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import streamlit as st
 from clusterqc import bootstrap, fewshot
 from clusterqc.review import ACTION_KEYS, Card, ClusterView, ReviewSession, SessionState, human_time, pace, today_start
 from clusterqc.store import Store
+from clusterqc.ui import card_html
 from clusterqc.ui.common import AppContext, cluster_counts, forget_counts, get_store, one_line
 
 STATE_KEY = "cqc_review_state"
@@ -31,6 +37,7 @@ LINK_SEEN_KEY = "cqc_link_seen"
 LINK_SET_KEY = "cqc_link_set"
 LINKS_KEPT = 50  # clusters this page put into the URL lately (see follow_links)
 ERROR_KEY = "cqc_review_error"
+TOKEN_KEY = "cqc_token"  # the hidden field with the token of the card on screen (see the module docstring)
 EXPORT_PAGE = "views/export.py"
 CAPTION_CHARS = 400  # longer captions are cut here on the card (the full text is in "All captions")
 
@@ -42,35 +49,27 @@ ACTION_LABELS: dict[str, str] = {
     "skip": "Skip",
     "undo": "Undo",
 }
-ACTION_HELP: dict[str, str] = {
-    "accept": "Record the proposal's verdict as yours.",
-    "override": "Record the other verdict than the proposal's.",
-    "acceptable": "Record Acceptable, whatever the proposal says.",
-    "unacceptable": "Record Unacceptable, whatever the proposal says.",
-    "skip": "Leave this cluster for now; it stays skipped for you (also in a new tab) until you revisit your skips.",
-    "undo": "Revert your last decision (appends an undo row) and show that cluster again.",
-}
-VERDICT_COLORS = {"Acceptable": "green", "Unacceptable": "red"}
 
 
 def session_state() -> SessionState:
     return st.session_state.setdefault(STATE_KEY, SessionState())
 
 
-def button_key(action: str, card: Card, tone: str = "plain") -> str:
-    """A widget key per action and card: a press on an earlier card's button can never be
-    mistaken for a press on this one (Streamlit keeps callbacks by widget key). The tone (the
-    colour of the verdict it records) is in the key so the page style can colour the button."""
-    return f"cqc_btn_{action}__{tone}__{card.token}"
+def button_key(action: str, tone: str = "plain") -> str:
+    """A widget key per action, the same for every card (the token travels in TOKEN_KEY). The
+    tone (the colour of the verdict it records) is in the key so the page style can colour it."""
+    return f"cqc_btn_{action}__{tone}"
 
 
 # --------------------------------------------------------------------------- actions
 
 
-def _press(action: str, token: str) -> None:
-    """Button callback: apply the key to the card it was pressed on, with the note typed there."""
+def _press(action: str) -> None:
+    """Button callback: apply the key to the card it was pressed on (the token the browser sent
+    with the press), with the note typed there."""
     st.session_state.pop(ERROR_KEY, None)
     note = st.session_state.get(NOTE_KEY, "") or ""
+    token = str(st.session_state.get(TOKEN_KEY) or "")
     session = ReviewSession(get_store(), session_state())
     try:
         decision = session.press(action, token, note)
@@ -159,7 +158,9 @@ def card(view: ClusterView, shown: Card, ctx: AppContext, facts: list[str]) -> N
     action_bar(view, shown, ctx)
     samples(view, shown.serial)
     with st.container(key=f"cqc_end_{shown.serial}"):  # the card is complete once this is on screen
-        st.text("end of card")
+        # Last, so the browser has the whole card before it sends this card's token with a press.
+        st.session_state[TOKEN_KEY] = shown.token
+        st.text_input("Card token", key=TOKEN_KEY, label_visibility="collapsed")
 
 
 def facts_line(view: ClusterView) -> list[str]:
@@ -195,11 +196,10 @@ def action_bar(view: ClusterView, shown: Card, ctx: AppContext) -> None:
             tone = {"Acceptable": "green", "Unacceptable": "red"}.get(verdict or "", "plain")
             st.button(
                     _action_label(action, shown),
-                    key=button_key(action, shown, tone),
+                    key=button_key(action, tone),
                     shortcut=ACTION_KEYS[action],
-                    help=ACTION_HELP[action],
                     on_click=_press,
-                    args=(action, shown.token),
+                    args=(action,),
                     disabled=disabled,
                     type="primary" if action == "accept" else "secondary",
                 )
@@ -226,40 +226,24 @@ def _action_label(action: str, shown: Card) -> str:
 def samples(view: ClusterView, serial: str) -> None:
     """The 5 closest and 5 furthest samples side by side (numbered 1-10, as the hints refer to them).
 
-    With thumbnails on, a grid of 5 per row: closest above, furthest below.
+    One escaped HTML element for all ten (card_html.py says why); with thumbnails on, a grid of
+    5 per row, closest above, furthest below, each caption under its image.
     """
     thumbs = bool(view.has_urls and st.session_state.get(THUMBS_KEY))
     closest, furthest = view.cluster.closest, view.cluster.furthest
+    halves = (("Closest to the centre", closest, 0), ("Furthest from the centre", furthest, len(closest)))
     with st.container(key="cqc_samples"):
-        if thumbs:
-            for title, items, start in (("Closest to the centre", closest, 0),
-                                        ("Furthest from the centre", furthest, len(closest))):
-                st.markdown(f"**{title}**")
-                for column, (offset, sample) in zip(st.columns(5, gap="small"), enumerate(items)):
-                    with column:
-                        _thumbnail(sample.url)
-                        _sample(view, start + offset, sample.text, serial)
+        if not thumbs:
+            st.html(card_html.samples_html(halves, view.hints, CAPTION_CHARS))
             return
-        left, right = st.columns(2, gap="medium")
-        for column, title, items, start in ((left, "Closest to the centre", closest, 0),
-                                            (right, "Furthest from the centre", furthest, len(closest))):
-            with column:
-                st.markdown(f"**{title}**")
-                for offset, sample in enumerate(items):
-                    _sample(view, start + offset, sample.text, serial)
-
-
-def _sample(view: ClusterView, n: int, text: str, serial: str) -> None:
-    """One caption (clamped to two lines on screen; a click opens it) and its hints as badges."""
-    hints = view.hints[n] if n < len(view.hints) else ()
-    shown = text if len(text) <= CAPTION_CHARS else text[:CAPTION_CHARS] + " …"
-    if not hints:
-        st.text(f"{n + 1}. {shown}")
-        return
-    with st.container(key=f"cqc_sample_{serial}_{n + 1}", horizontal=True, gap="small"):
-        st.text(f"{n + 1}. {shown}")
-        for hint in hints:  # the offline judge's own labels, never caption text
-            st.badge(hint, color="orange")
+        for title, items, start in halves:
+            st.text(title)
+            for column, (offset, sample) in zip(st.columns(5, gap="small"), enumerate(items)):
+                with column:
+                    _thumbnail(sample.url)
+                    n = start + offset
+                    st.html(card_html.sample_html(n + 1, sample, view.hints[n] if n < len(view.hints) else (),
+                                                  CAPTION_CHARS))
 
 
 def _thumbnail(url: str | None) -> None:
@@ -285,7 +269,7 @@ def _thumbnail(url: str | None) -> None:
 
 
 def proposals(view: ClusterView, blind: bool, serial: str = "0") -> None:
-    """Every proposal in a few lines; the one the keys answer is marked."""
+    """Every proposal in a few lines (one escaped HTML element); the one the keys answer is marked."""
     if not view.proposals:
         st.info("No proposal for this cluster yet: decide with 1 (Acceptable) or 2 (Unacceptable).")
         return
@@ -293,22 +277,11 @@ def proposals(view: ClusterView, blind: bool, serial: str = "0") -> None:
         st.info(f"Blind mode: {len(view.proposals)} proposal(s) hidden until you decide.", icon=":material/visibility_off:")
         return
     with st.container(key=f"cqc_proposals_{serial}", gap="small"):
+        st.html(card_html.proposals_html(view.proposals, view.primary.id if view.primary else None))
         for proposal in view.proposals:
-            answered = view.primary is not None and proposal.id == view.primary.id
-            with st.container(border=answered, gap=None, key=f"cqc_prop_{proposal.id}"):
-                with st.container(horizontal=True, gap="small", vertical_alignment="center"):
-                    if proposal.verdict is None:
-                        st.badge("Unparsed", color="gray", icon=":material/help:")
-                    else:
-                        st.badge(proposal.verdict.value, color=VERDICT_COLORS[proposal.verdict.value])
-                    mark = " (Accept / Override answer this one)" if answered else ""
-                    st.text(f"{proposal.judge} · prompt {proposal.prompt_version}{mark}")
-                if proposal.reason:
-                    st.text(proposal.reason)
-                if proposal.verdict is None:
-                    st.text(f"Could not parse: {proposal.parse_error or 'no verdict found'}")
-                    with st.expander("Raw answer"):
-                        st.code(proposal.raw or "(empty answer)", language=None, wrap_lines=True)
+            if proposal.verdict is None:
+                with st.expander(f"Raw answer of {proposal.judge}"):
+                    st.code(proposal.raw or "(empty answer)", language=None, wrap_lines=True)
 
 
 # --------------------------------------------------------------------------- below the card
