@@ -11,7 +11,11 @@ MutationObserver, so it is the time the curator waits, not a polling interval. T
 reads `textContent`, never `innerText`: innerText forces a layout on every mutation, which
 would charge the page with work the instrument adds (more for the page with more elements).
 
-The pages take turns press by press (bare, 1k, 100k, bare, ...), so load from other processes
+A second reference, the "floor card" (FLOOR_PAGE), is the smallest card with six shortcut
+buttons, a note field and ten captions, drawn the way the Review page draws its card: the
+share of the gap that no Review page built from Streamlit's own buttons can close.
+
+The pages take turns press by press (bare, floor, 1k, 100k, bare, ...), so load from other processes
 on this shared machine hits all alike; medians over the repeats, ratio against the bare page.
 
 Run: /work/venv/bin/python bench/bench_review_browser.py [--sizes 1000 100000] [--repeats 40]
@@ -53,6 +57,42 @@ def advance() -> None:
 
 st.code(f"Item_{st.session_state.n}", language=None)
 st.button("Next", key="next", shortcut="A", on_click=advance)
+'''
+
+# A second reference: the smallest card with what a review card cannot do without (six
+# shortcut buttons, the note field, ten captions in one escaped HTML element, the serial-tagged
+# header and end block the measurement waits for), in a fragment, as the Review page draws it.
+# It says how much of the gap to the bare page is the framework's price for six keys.
+FLOOR_PAGE = '''
+import html
+import streamlit as st
+
+st.session_state.setdefault("n", 0)
+
+
+def advance() -> None:
+    st.session_state.n += 1
+
+
+@st.fragment
+def card() -> None:
+    n = st.session_state.n
+    with st.container(key="cqc_card"):
+        with st.container(key=f"cqc_head_{n}"):
+            st.code(f"Cluster_{n}", language=None)
+        with st.container(key="cqc_actions", horizontal=True):
+            for action, key in (("accept", "A"), ("override", "O"), ("acceptable", "1"),
+                                ("unacceptable", "2"), ("skip", "S"), ("undo", "U")):
+                st.button(action, key=f"cqc_btn_{action}", shortcut=key, on_click=advance)
+            st.text_input("Note", key="note", label_visibility="collapsed")
+        with st.container(key="cqc_samples"):
+            st.html("".join(f\'<div class="cqc-cap">{html.escape(f"{i + 1}. photo {i}, cluster {n}")}</div>\'
+                            for i in range(10)))
+        with st.container(key=f"cqc_end_{n}"):
+            st.text("end")
+
+
+card()
 '''
 
 ARM = """(kind) => {
@@ -127,13 +167,15 @@ def run(sizes: list[int], repeats: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench_review_browser_"))
     bare = tmp / "bare.py"
     bare.write_text(BARE_PAGE)
+    floor = tmp / "floor.py"
+    floor.write_text(FLOOR_PAGE)
     seeding = {}
     for n in sizes:
         seeding[n] = seed(tmp / f"review_{n}.db", n)
         print(f"seeded {n:,} clusters in {seeding[n]:.0f} s", flush=True)
-    samples: dict[str, list[float]] = {"bare": [], **{str(n): [] for n in sizes}}
+    samples: dict[str, list[float]] = {"bare": [], "floor": [], **{str(n): [] for n in sizes}}
     with sync_playwright() as pw, ExitStack() as stack:
-        servers = {"bare": start_server(bare, None, tmp / "bare.log")}
+        servers = {"bare": start_server(bare, None, tmp / "bare.log"), "floor": start_server(floor, None, tmp / "floor.log")}
         for n in sizes:
             servers[str(n)] = start_server(ROOT / "app.py", tmp / f"review_{n}.db", tmp / f"review_{n}.log")
         for proc, _ in servers.values():
@@ -167,6 +209,8 @@ def summarize(result: dict[str, Any], sizes: list[int], repeats: int) -> str:
         "captions of the new cluster, nothing of the previous one visible). The baseline is a bare",
         "Streamlit page with one `st.button(shortcut=\"A\")` that advances a counter: the framework's",
         f"floor. The pages take turns press by press; {repeats} presses each after two warm-up presses.",
+        "The floor card is the smallest card with the Review page's six shortcut buttons, its note",
+        "field and ten captions in one HTML block: what six native keys cost on their own.",
         "",
         f"Command: `/work/venv/bin/python bench/bench_review_browser.py --sizes {' '.join(map(str, sizes))}"
         f" --repeats {repeats}`",
@@ -174,6 +218,7 @@ def summarize(result: dict[str, Any], sizes: list[int], repeats: int) -> str:
         "| page | median ms | p90 ms | min ms | ratio to bare |",
         "|---|---:|---:|---:|---:|",
         _row("bare page (one shortcut button)", samples["bare"], bare),
+        _row("floor card (six shortcut buttons, note, one HTML block)", samples["floor"], bare),
     ]
     verdicts = []
     for n in sizes:
