@@ -34,10 +34,12 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -720,6 +722,7 @@ class LearnedRun:
     already: int = 0
     propose_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    cancelled: bool = False
 
     def summary(self) -> str:
         return (f"{self.model.summary()}; proposed for {self.proposed} clusters"
@@ -728,14 +731,18 @@ class LearnedRun:
 
 
 def propose_all(store: Store, model: TrainedModel, ids: Iterable[str] | None = None,
-                progress: Callable[[int, int], object] | None = None, dataset: str | None = None) -> LearnedRun:
+                progress: Callable[[int, int], object] | None = None, dataset: str | None = None,
+                cancel: threading.Event | None = None) -> LearnedRun:
     """Propose for every cluster of the dataset (the one the model learned; None: the only one)
-    without a proposal of this version, a chunk per transaction."""
+    without a proposal of this version, a chunk per transaction; `cancel` stops between chunks."""
     started = time.perf_counter()
     dataset = store.resolve_dataset(dataset)
     pending = store.pending_cluster_ids(NAME, model.version, ids=ids, dataset=dataset)
     run = LearnedRun(model)
     for start in range(0, len(pending), CHUNK):
+        if cancel is not None and cancel.is_set():
+            run.cancelled = True
+            break
         chunk = list(store.iter_cluster_texts(pending[start : start + CHUNK], dataset=dataset))
         fresh = [c for c in chunk if c.id not in model.oof]
         raws = _offline_raws(store, [c.id for c in fresh], dataset)
@@ -755,10 +762,98 @@ def propose_all(store: Store, model: TrainedModel, ids: Iterable[str] | None = N
 
 
 def train_and_propose(store: Store, settings: Settings = DEFAULT_SETTINGS,
-                      progress: Callable[[int, int], object] | None = None, dataset: str | None = None) -> LearnedRun:
+                      progress: Callable[[int, int], object] | None = None, dataset: str | None = None,
+                      cancel: threading.Event | None = None) -> LearnedRun:
     """Retrain on one dataset's agreed labels and propose for its every cluster: the retrain button's work."""
     dataset = store.resolve_dataset(dataset)
-    return propose_all(store, train_from_store(store, settings, dataset), progress=progress, dataset=dataset)
+    return propose_all(store, train_from_store(store, settings, dataset), progress=progress, dataset=dataset,
+                       cancel=cancel)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the learned judge can train on a dataset now, and the version it would be."""
+
+    labels: int
+    acceptable: int
+    unacceptable: int
+    version: str
+    refusal: str | None  # the one-line refusal when there are too few labels; None when it can train
+
+    def line(self) -> str:
+        """The one line the Propose page shows before a run."""
+        if self.refusal:
+            return self.refusal
+        return (f"Can train: {self.labels} agreed labels ({self.acceptable} Acceptable, {self.unacceptable}"
+                f" Unacceptable); a run trains on them ({MAX_FOLDS}-fold cross-validated) and proposes for"
+                " every cluster of this dataset.")
+
+
+def readiness(store: Store, dataset: str | None = None, settings: Settings = DEFAULT_SETTINGS) -> Readiness:
+    """What training would learn from now, without training (the labels and their hash)."""
+    labels = training_labels(store, dataset)
+    acc = sum(v == Verdict.ACCEPTABLE.value for v in labels.values())
+    try:
+        check_enough(labels)
+        refusal = None
+    except NotEnoughLabels as exc:
+        refusal = str(exc)
+    return Readiness(len(labels), acc, len(labels) - acc, version_of(labels, settings), refusal)
+
+
+class LearnedJob:
+    """Training and proposing on its own thread with its own Store, for the Propose page.
+
+    The same reason as `clusterqc.propose.BatchJob`: a Streamlit rerun interrupts the page
+    script, so a run of a minute (100,000 clusters) must not live in it. The page polls
+    `stage` and `progress`; Stop sets `cancel`, checked between chunks (each chunk's
+    proposals are already stored).
+    """
+
+    def __init__(self, db_path: str | Path, dataset: str | None = None, settings: Settings = DEFAULT_SETTINGS):
+        self.db_path = Path(db_path)
+        self.dataset = dataset
+        self.settings = settings
+        self.cancel = threading.Event()
+        self.stage = "training"
+        self.progress: tuple[int, int] = (0, 0)  # clusters done, clusters to propose for
+        self.result: LearnedRun | None = None
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, name="clusterqc-learned", daemon=True)
+
+    def start(self) -> "LearnedJob":
+        self.thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends (tests, scripts); True if it has."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress = (done, total)
+
+    def _run(self) -> None:
+        try:
+            with Store(self.db_path) as store:
+                model = train_from_store(store, self.settings, self.dataset)
+                self.stage = "proposing"
+                self.result = propose_all(store, model, progress=self._on_progress, dataset=self.dataset,
+                                          cancel=self.cancel)
+        except NotEnoughLabels as exc:  # the labels changed since the page checked
+            self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - shown on the page as one line, never lost silently
+            line = str(exc).splitlines()[0] if str(exc) else "no details"
+            self.error = f"{type(exc).__name__}: {line}"
+        finally:
+            self.stage = "done"
 
 
 def decisions_since_training(store: Store, dataset: str | None = None) -> int:
@@ -779,7 +874,7 @@ def retrain_due(store: Store, dataset: str | None = None) -> bool:
 
 
 __all__ = [
-    "NAME", "LearnedJudge", "LearnedRun", "NotEnoughLabels", "Settings", "TrainedModel", "build_pipeline",
-    "feature_matrix", "propose_all", "retrain_due", "signal_features", "train", "train_and_propose",
-    "train_from_store", "training_labels",
+    "NAME", "LearnedJob", "LearnedJudge", "LearnedRun", "NotEnoughLabels", "Readiness", "Settings", "TrainedModel",
+    "build_pipeline", "feature_matrix", "propose_all", "readiness", "retrain_due", "signal_features", "train",
+    "train_and_propose", "train_from_store", "training_labels",
 ]
