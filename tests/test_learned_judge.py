@@ -401,3 +401,27 @@ def test_features_of_a_models_columns_are_those_columns_of_all_features(datacomp
     assert (full[:, model.columns] != narrow).nnz == 0
     texts = [learned.texts_of(c) for c in clusters[40:120]]
     assert np.array_equal(model.predict(texts), model.predict(clusters[40:120]))
+
+
+def test_char_ngram_buckets_are_the_documented_hash_of_each_ngram() -> None:
+    """Each character n-gram (of the lower-cased text, whitespace runs as one space) lands in
+    the bucket its hash names: n * STEP^n + sum(cp * STEP^(n-1-k)), multiplied, top bits."""
+    import collections
+    import re
+
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    analyzer = HashingVectorizer(analyzer="char", ngram_range=(2, 4)).build_analyzer()
+    mask, step, bits = 2**64 - 1, int(learned._STEP), int(learned._HASH_BITS)
+
+    def bucket(gram: str) -> int:
+        h = len(gram)
+        for c in gram:
+            h = (h * step + ord(c)) & mask
+        return ((h * int(learned._MIX)) & mask) >> bits
+
+    texts = ["Ab  c\nde", "x", "IMG_0001.jpg\nIMG_0002.jpg", "日本語 テキスト\t😀", "caf\u00e9 nul"]
+    ours = learned.char_ngram_counts(texts)
+    for i, text in enumerate(texts):
+        expected = collections.Counter(bucket(g) for g in analyzer(re.sub(r"\s\s+", " ", text)))
+        assert dict(zip(ours[i].indices.tolist(), ours[i].data.tolist())) == expected, text

@@ -274,14 +274,14 @@ def _code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     cleaned = [_SPACES.sub(" ", t.replace("\x00", " ").lower()) for t in texts]
     points = np.frombuffer("\x00".join(cleaned).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     breaks = points == 0
-    return points, np.cumsum(breaks), breaks
+    return points, np.cumsum(breaks, dtype=np.int32), breaks  # int32: half the memory of a chunk's pairs
 
 
 def _bucket(h: np.ndarray) -> np.ndarray:
     """The HASH_FEATURES bucket of each 64-bit hash: its top bits after one multiplication."""
     h *= _MIX
     h >>= _HASH_BITS
-    return h.astype(np.int64)
+    return h.astype(np.int32)
 
 
 def _char_pairs(points: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -293,7 +293,7 @@ def _char_pairs(points: tuple[np.ndarray, np.ndarray, np.ndarray],
     two array operations per length, in place.
     """
     cps, doc, breaks = points
-    rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    rows, cols = [np.zeros(0, np.int32)], [np.zeros(0, np.int32)]
     # Characters from each position up to the next separator (or the end): an n-gram
     # starting at i stays inside one text when at least n of them are left.
     where = np.flatnonzero(breaks)
@@ -334,6 +334,7 @@ _BMP_WORD: np.ndarray | None = None
 
 
 def _is_word(cps: np.ndarray) -> np.ndarray:
+    """Per code point: is it a word character (the table for the BMP, Python beyond it)."""
     global _BMP_WORD
     if _BMP_WORD is None:
         _BMP_WORD = np.fromiter((chr(c).isalnum() or c == 0x5F for c in range(0x10000)), dtype=bool, count=0x10000)
@@ -364,7 +365,7 @@ def _word_pairs(points: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.n
     """
     cps, doc, _ = points
     if len(cps) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
     word = _is_word(cps)
     edge = np.diff(np.concatenate([[False], word, [False]]).astype(np.int8))
     starts, ends = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
@@ -390,7 +391,7 @@ def word_ngram_counts(texts: Sequence[str]) -> sp.csr_matrix:
 
 def _counts(row: np.ndarray, col: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
     """Counts of (row, col) pairs as a CSR matrix with sorted indices."""
-    matrix = sp.csr_matrix((np.ones(len(row), dtype=np.float64), (row, col)), shape=(n_rows, n_cols))
+    matrix = sp.csr_matrix((np.ones(len(row), dtype=np.float32), (row, col)), shape=(n_rows, n_cols))
     matrix.sum_duplicates()
     return matrix
 
@@ -480,8 +481,8 @@ def feature_matrix(clusters: Sequence[Cluster | ClusterTexts], numeric: Sequence
     width = 2 * HASH_FEATURES
     if columns is not None:  # each n-gram's column among the model's, or -1
         grams = columns[columns < 2 * HASH_FEATURES]
-        position = np.full(2 * HASH_FEATURES, -1, dtype=np.int64)
-        position[grams] = np.arange(len(grams))
+        position = np.full(2 * HASH_FEATURES, -1, dtype=np.int32)
+        position[grams] = np.arange(len(grams), dtype=np.int32)
         width = len(grams)
         for i, (row, col) in enumerate(pairs):
             col = position[col]
