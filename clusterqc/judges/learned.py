@@ -822,7 +822,7 @@ class LearnedJob:
         self.error: str | None = None
         self.thread = threading.Thread(target=self._run, name="clusterqc-learned", daemon=True)
 
-    def start(self) -> "LearnedJob":
+    def start(self) -> LearnedJob:
         self.thread.start()
         return self
 
