@@ -14,6 +14,10 @@ fresh process, so its peak RSS (ru_maxrss) is its own:
   on first start), so its stored evidence is read back instead (setup, not measured).
 Reports medians over the repeats and the ratio to the baseline read.
 
+`--against DIR` also runs the propose phase with the source tree in DIR (an older commit:
+`git archive COMMIT | tar -x -C DIR`), turn by turn with this tree's on the same store, so
+the before/after ratio comes from one run on one machine state.
+
 Targets (issue 15): training on 1,000 labels under 10 s; proposing for 100,000 clusters
 under 60 s on this 2-core machine.
 """
@@ -111,9 +115,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_phase(name: str, db: Path) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, __file__, "--phase", name, "--db", str(db)], env=env,
+def run_phase(name: str, db: Path, root: Path = ROOT) -> dict[str, float]:
+    """One phase in a fresh process with the source tree `root` (this one, or --against's)."""
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    script = root / "bench" / "bench_learned.py"
+    done = subprocess.run([sys.executable, str(script), "--phase", name, "--db", str(db)], env=env,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -125,6 +131,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-only", action="store_true", help="Only the read baseline and training.")
     parser.add_argument("--no-cold", action="store_true", help="Skip propose_cold (minutes at 100,000).")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="Another source tree (an older commit) whose propose phase runs turn by turn with this one.")
     parser.add_argument("--phase", default=None)
     parser.add_argument("--db", type=Path, default=None)
     args = parser.parse_args()
@@ -145,9 +153,13 @@ def main() -> None:
         if not args.train_only:
             print(f"setup: offline judge for every cluster: {run_phase('offline', db)}", flush=True)
             results["propose"] = []
+            if args.against:
+                results["propose_against"] = []
             for r in range(args.repeats):
-                results["propose"].append(run_phase("propose", db))
-                print(f"repeat {r + 1} propose: {results['propose'][-1]}", flush=True)
+                turns = [("propose", ROOT)] + ([("propose_against", args.against.resolve())] if args.against else [])
+                for name, root in turns if r % 2 == 0 else turns[::-1]:  # alternate who goes first
+                    results[name].append(run_phase("propose", db, root))
+                    print(f"repeat {r + 1} {name}: {results[name][-1]}", flush=True)
     base = statistics.median(x["seconds"] for x in results["baseline"])
     print(f"\nload average now: {os.getloadavg()[0]:.1f}")
     for name, rows in results.items():
@@ -157,6 +169,10 @@ def main() -> None:
               f" {max(x['seconds'] for x in rows):.2f}), {secs / base:5.1f}x the read baseline,"
               f" peak RSS {rss:,.0f} MiB")
     print(f"cross-validated kappa on the hidden rule: {results['train'][0]['kappa']:.2f}")
+    if args.against:
+        mine = statistics.median(x["seconds"] for x in results["propose"])
+        theirs = statistics.median(x["seconds"] for x in results["propose_against"])
+        print(f"propose: this tree {mine:.2f} s, {args.against} {theirs:.2f} s (medians): {theirs / mine:.2f}x faster")
 
 
 if __name__ == "__main__":

@@ -363,3 +363,92 @@ def test_char_ngrams_count_what_scikit_learns_analyzer_produces() -> None:
     # Same text, same buckets; different texts share few buckets.
     again = learned.char_ngram_counts(["ab  c\nde"])
     assert (again[0] != ours[0]).nnz == 0
+
+
+def reference_word_buckets(text: str) -> list[int]:
+    """Word n-gram buckets in plain Python: scikit-learn's own analyzer finds the n-grams
+    (lower-cased, its token pattern, unigrams and bigrams), our hash places them."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    analyzer = HashingVectorizer(analyzer="word", ngram_range=(1, 2)).build_analyzer()
+    mask, pair, bits = 2**64 - 1, int(learned._PAIR), int(learned._HASH_BITS)
+    out = []
+    for gram in analyzer(text):
+        words = [learned.word_hash(w) for w in gram.split(" ")]
+        h = (words[0] * pair + 1) & mask if len(words) == 1 else (((words[0] * pair + words[1]) & mask) * pair + 2) & mask
+        out.append(((h * int(learned._MIX)) & mask) >> bits)
+    return out
+
+
+def test_word_ngrams_are_the_ngrams_of_scikit_learns_analyzer() -> None:
+    """The numpy word hasher sees exactly the n-grams HashingVectorizer(analyzer="word") sees,
+    including words of other scripts, digits, underscores, one-letter words (dropped) and
+    bigrams across the lines of one cluster (but never across two clusters)."""
+    import collections
+
+    texts = ["Ab  c\nde fg", "x", "", "IMG_0001.jpg\nIMG_0002.jpg", "日本語 テキスト\t😀 𝔘𝔫𝔦 ok",
+             "caf\u00e9 \x00 nul", "Straße ÉCOLE ǅemal ⅻ²³ ٣٤ a_b", "don't stop-me now!! 42 4 2"]
+    ours = learned.word_ngram_counts(texts)
+    assert ours.shape == (len(texts), learned.HASH_FEATURES)
+    for i, text in enumerate(texts):
+        expected = collections.Counter(reference_word_buckets(text.replace("\x00", " ")))
+        row = ours[i]
+        assert dict(zip(row.indices.tolist(), row.data.tolist())) == expected, text
+    assert ours[1].nnz == 0 and ours[2].nnz == 0
+    # The last word of one cluster and the first of the next make no bigram.
+    joined = learned.word_ngram_counts(["alpha beta", "gamma delta"])
+    assert joined.sum() == 6
+
+
+def test_signals_of_many_stored_answers_are_those_of_one_at_a_time(datacomp) -> None:
+    from clusterqc.judges.offline import OfflineJudge
+
+    clusters, _ = datacomp
+    kinds = [json.loads(line)["caption"] for line in (FIXTURES / "datacomp_small_captions.jsonl").open(encoding="utf-8")]
+    hostile = [Cluster(f"H{i}", tuple(Sample(t) for t in kinds[i : i + 5]), tuple(Sample(t) for t in kinds[i + 5 : i + 10]))
+               for i in range(len(kinds) - 10)]
+    raws = [OfflineJudge().judge(c).raw for c in clusters[:60] + hostile]
+    raws += [None, "not json", '{"hints": [[1]], "score": 1, "lexical_diversity": 1, "median_words": 1}']
+    columns, read = learned.offline_signals_many(raws)
+    assert read.tolist() == [True] * (len(raws) - 3) + [False] * 3
+    for i, raw in enumerate(raws[:-3]):
+        one = learned.offline_signals_from_raw(raw)
+        assert {k: columns[k][i] for k in one} == one  # identical floats, not approximately
+    assert all(np.isnan(columns[k][-1]) for k in columns)
+
+
+def test_features_of_a_models_columns_are_those_columns_of_all_features(datacomp) -> None:
+    """Proposing builds only the model's columns: the same matrix as all features, then those."""
+    clusters, labels = datacomp
+    ids = [c.id for c in clusters[:40]]
+    model = learned.train(clusters[:40], {i: labels[i] for i in ids}, n_boot=0)
+    full, _ = learned.feature_matrix(clusters[40:120], model.numeric)
+    narrow, _ = learned.feature_matrix(clusters[40:120], model.numeric, columns=model.columns)
+    assert narrow.shape == (80, len(model.columns))
+    assert (full[:, model.columns] != narrow).nnz == 0
+    texts = [learned.texts_of(c) for c in clusters[40:120]]
+    assert np.array_equal(model.predict(texts), model.predict(clusters[40:120]))
+
+
+def test_char_ngram_buckets_are_the_documented_hash_of_each_ngram() -> None:
+    """Each character n-gram (of the lower-cased text, whitespace runs as one space) lands in
+    the bucket its hash names: n * STEP^n + sum(cp * STEP^(n-1-k)), multiplied, top bits."""
+    import collections
+    import re
+
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    analyzer = HashingVectorizer(analyzer="char", ngram_range=(2, 4)).build_analyzer()
+    mask, step, bits = 2**64 - 1, int(learned._STEP), int(learned._HASH_BITS)
+
+    def bucket(gram: str) -> int:
+        h = len(gram)
+        for c in gram:
+            h = (h * step + ord(c)) & mask
+        return ((h * int(learned._MIX)) & mask) >> bits
+
+    texts = ["Ab  c\nde", "x", "IMG_0001.jpg\nIMG_0002.jpg", "日本語 テキスト\t😀", "caf\u00e9 nul"]
+    ours = learned.char_ngram_counts(texts)
+    for i, text in enumerate(texts):
+        expected = collections.Counter(bucket(g) for g in analyzer(re.sub(r"\s\s+", " ", text)))
+        assert dict(zip(ours[i].indices.tolist(), ours[i].data.tolist())) == expected, text

@@ -34,16 +34,18 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
@@ -52,11 +54,11 @@ from sklearn.preprocessing import MaxAbsScaler
 from clusterqc.judges import offline
 from clusterqc.judges.base import JudgeError
 from clusterqc.metrics import Kappa, pair_stats
-from clusterqc.model import Cluster, Proposal, Verdict
+from clusterqc.model import Cluster, ClusterTexts, Proposal, Sample, Verdict
 from clusterqc.store import Store
 
 NAME = "learned"
-FEATURES_VERSION = "learned-features-v2"  # bump whenever a feature below changes
+FEATURES_VERSION = "learned-features-v3"  # bump whenever a feature below changes
 MIN_LABELS = 10
 MIN_PER_CLASS = 3
 PENDING_CAP = 1_000  # the retrain offer counts the decisions since training up to this
@@ -95,9 +97,23 @@ class NotEnoughLabels(ValueError):
 _SIGNAL_FLAGS = ("file_name", "placeholder", "url", "empty", "garbled", "html_entities", "unusable")
 
 
-def cluster_text(cluster: Cluster) -> str:
-    """What the TF-IDF vectorisers read: every caption (cut to MAX_CAPTION_CHARS), one per line."""
-    return "\n".join(s.text[:MAX_CAPTION_CHARS] for s in cluster.samples)
+def texts_of(cluster: Cluster | ClusterTexts) -> ClusterTexts:
+    """A cluster as the judge reads it: its captions (closest first) and numbers."""
+    if isinstance(cluster, ClusterTexts):
+        return cluster
+    return ClusterTexts(cluster.id, tuple(s.text for s in cluster.samples), cluster.size, cluster.stats)
+
+
+def _as_cluster(item: Cluster | ClusterTexts) -> Cluster:
+    """What the offline judge's functions take (they read only the captions)."""
+    if isinstance(item, Cluster):
+        return item
+    return Cluster(item.id, tuple(Sample(t) for t in item.texts), (), item.size, stats=item.stats)
+
+
+def cluster_text(cluster: Cluster | ClusterTexts) -> str:
+    """What the n-gram features read: every caption (cut to MAX_CAPTION_CHARS), one per line."""
+    return "\n".join(t[:MAX_CAPTION_CHARS] for t in texts_of(cluster).texts)
 
 
 def offline_signals(found: offline.ClusterFeatures) -> dict[str, float]:
@@ -143,19 +159,91 @@ def offline_signals_from_raw(raw: str) -> dict[str, float] | None:
     return out
 
 
-def signal_features(cluster: Cluster, offline_raw: str | None = None) -> dict[str, float]:
+# `offline_signals_many`: each share is one bit of a sample's mask, counted for a whole chunk
+# with one bincount per bit instead of Python sums over sets per cluster (a seventh of proposing).
+_SHARE_BITS = (*(f"share_{flag}" for flag in _HINTS), "share_unusable", "share_explicit", "share_duplicates")
+_HINT_MASKS: dict[str, int] = {}
+
+
+def _hint_mask(hint: str) -> int:
+    """The share bits one hint text sets (cached: a store has a few dozen distinct hints)."""
+    mask = _HINT_MASKS.get(hint)
+    if mask is None:
+        on = [hint == text for text in _HINTS.values()]
+        on += [hint in _UNUSABLE, hint.startswith("explicit term:"),
+               hint.startswith("duplicate of #") or hint == "has near-duplicates"]
+        mask = sum(1 << bit for bit, yes in enumerate(on) if yes)
+        if len(_HINT_MASKS) < 100_000:  # explicit-term hints vary with the terms; bounded
+            _HINT_MASKS[hint] = mask
+    return mask
+
+
+def _sample_masks(data: Any) -> tuple[list[int], float, float, float]:
+    """One stored offline answer: each sample's share bits, and its three numbers."""
+    masks = []
+    for hints in data["hints"]:
+        mask = 0
+        for hint in hints:
+            if not isinstance(hint, str):
+                raise TypeError("hint is not text")
+            mask |= _hint_mask(hint)
+        masks.append(mask)
+    return masks, float(data["lexical_diversity"]), math.log1p(float(data["median_words"])), float(data["score"])
+
+
+def offline_signals_many(raws: Sequence[str | None]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`offline_signals_from_raw` for many raw answers at once, as columns.
+
+    Returns the columns (NaN where a raw is missing or unreadable) and the mask of the rows
+    that were read; tests/test_learned_judge.py checks both give identical numbers.
+    """
+    n = len(raws)
+    read = np.zeros(n, dtype=bool)
+    numbers = np.full((n, 3), math.nan)
+    owner: list[int] = []
+    flat: list[int] = []
+    for i, raw in enumerate(raws):
+        if not raw:
+            continue
+        try:
+            masks, *values = _sample_masks(json.loads(raw))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        read[i] = True
+        numbers[i] = values
+        owner.extend([i] * len(masks))
+        flat.extend(masks)
+    per_sample = np.array(flat, dtype=np.int64)
+    index = np.array(owner, dtype=np.int64)
+    samples = np.maximum(np.bincount(index, minlength=n), 1).astype(np.float64)
+    out = {name: np.bincount(index, weights=(per_sample >> bit) & 1, minlength=n) / samples
+           for bit, name in enumerate(_SHARE_BITS)}
+    for column in out.values():
+        column[~read] = math.nan
+    out["lexical_diversity"], out["median_words"], out["offline_score"] = numbers.T
+    return out, read
+
+
+def signal_features(cluster: Cluster | ClusterTexts, offline_raw: str | None = None) -> dict[str, float]:
     """The offline judge's evidence as numbers (its own functions, or its stored answer's
-    `offline_raw`), plus caption length, size and stats (scripts: `script_shares`)."""
+    `offline_raw`), plus caption length, size and stats (scripts: `script_shares`).
+    One cluster at a time; `feature_matrix` computes the same for a chunk at once."""
     signals = offline_signals_from_raw(offline_raw) if offline_raw else None
-    out = signals if signals is not None else offline_signals(offline.cluster_features(cluster))
-    lengths = [len(s.text) for s in cluster.samples] or [0]
-    out["mean_chars"] = math.log1p(sum(lengths) / len(lengths))
-    out["size"] = math.log1p(cluster.size) if cluster.size is not None else math.nan
-    out.update(stats_features(cluster))
+    out = signals if signals is not None else offline_signals(offline.cluster_features(_as_cluster(cluster)))
+    out.update(_own_numbers(texts_of(cluster)))
     return out
 
 
-def stats_features(cluster: Cluster) -> dict[str, float]:
+def _own_numbers(item: ClusterTexts) -> dict[str, float]:
+    """Caption length, size and stats: the numbers read from the cluster itself."""
+    lengths = [len(t) for t in item.texts] or [0]
+    out = {"mean_chars": math.log1p(sum(lengths) / len(lengths)),
+           "size": math.log1p(item.size) if item.size is not None else math.nan}
+    out.update(stats_features(item))
+    return out
+
+
+def stats_features(cluster: Cluster | ClusterTexts) -> dict[str, float]:
     """Numeric fields of the cluster's `stats` object (e.g. CLIP scores), when it has one.
 
     Clusters without stats (or without some field) give no value: the model imputes it and
@@ -173,11 +261,11 @@ def stats_features(cluster: Cluster) -> dict[str, float]:
     return out
 
 
-_WORDS = HashingVectorizer(analyzer="word", ngram_range=DEFAULT_NGRAMS["word"], n_features=HASH_FEATURES,
-                           alternate_sign=False, norm=None, dtype=np.float32)
 _SPACES = re.compile(r"\s\s+")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
 _STEP = np.uint64(1_000_003)
+_UNSTEP = np.uint64(pow(1_000_003, -1, 2**64))  # _STEP * _UNSTEP == 1 modulo 2^64
+_PAIR = np.uint64(0xC2B2AE3D27D4EB4F)  # combines two word hashes into a bigram's
 _HASH_BITS = np.uint64(64 - HASH_FEATURES.bit_length() + 1)
 
 
@@ -187,34 +275,126 @@ def _code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     cleaned = [_SPACES.sub(" ", t.replace("\x00", " ").lower()) for t in texts]
     points = np.frombuffer("\x00".join(cleaned).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     breaks = points == 0
-    return points, np.cumsum(breaks), breaks
+    return points, np.cumsum(breaks, dtype=np.int32), breaks  # int32: half the memory of a chunk's pairs
+
+
+def _bucket(h: np.ndarray) -> np.ndarray:
+    """The HASH_FEATURES bucket of each 64-bit hash: its top bits after one multiplication."""
+    h *= _MIX
+    h >>= _HASH_BITS
+    return h.astype(np.int32)
+
+
+def _char_pairs(points: tuple[np.ndarray, np.ndarray, np.ndarray],
+                ngrams: tuple[int, int] = DEFAULT_NGRAMS["char"]) -> tuple[np.ndarray, np.ndarray]:
+    """(text index, bucket) of every character n-gram; an n-gram never spans two texts.
+
+    The n-gram starting at i hashes as n * _STEP^n + sum(cp[i+k] * _STEP^(n-1-k)), so each
+    length's hashes are the previous length's times _STEP plus one code point plus _STEP^n:
+    two array operations per length, in place.
+    """
+    cps, doc, breaks = points
+    rows, cols = [np.zeros(0, np.int32)], [np.zeros(0, np.int32)]
+    # Characters from each position up to the next separator (or the end): an n-gram
+    # starting at i stays inside one text when at least n of them are left.
+    where = np.flatnonzero(breaks)
+    room = np.concatenate([where, [len(cps)]])[np.searchsorted(where, np.arange(len(cps)))] - np.arange(len(cps))
+    h = np.zeros(len(cps), dtype=np.uint64)  # length 0
+    for n in range(1, ngrams[1] + 1):
+        width = len(cps) - n + 1
+        if width <= 0:
+            break
+        h = h[:width]
+        h *= _STEP
+        h += cps[n - 1 : n - 1 + width]
+        h += np.uint64(pow(int(_STEP), n, 2**64))
+        if n < ngrams[0]:
+            continue
+        inside = room[:width] >= n
+        rows.append(doc[:width][inside])
+        cols.append(_bucket(h[inside]))
+    return np.concatenate(rows), np.concatenate(cols)
 
 
 def char_ngram_counts(texts: Sequence[str], ngrams: tuple[int, int] = DEFAULT_NGRAMS["char"],
                       points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
     """Hashed character n-gram counts (lower-cased, runs of whitespace as one space), in numpy.
 
-    The same features as HashingVectorizer(analyzer="char"), but the n-grams of a whole chunk
+    The same n-grams as HashingVectorizer(analyzer="char"), but the n-grams of a whole chunk
     are hashed as arrays of code points instead of one Python string slice at a time: 5x
     faster, and that was half the cost of proposing. Rows are `texts`, columns HASH_FEATURES
     buckets; an n-gram never spans two texts.
     """
-    cps, doc, breaks = points if points is not None else _code_points(texts)
-    before = np.concatenate([[0], np.cumsum(breaks)])  # separators before each position
-    rows, cols = [], []
-    for n in range(ngrams[0], ngrams[1] + 1):
-        width = len(cps) - n + 1
-        if width <= 0:
-            continue
-        h = np.full(width, np.uint64(n))
-        for k in range(n):
-            h = h * _STEP + cps[k : k + width]
-        inside = (before[n : n + width] - before[1 : 1 + width] == 0) & ~breaks[:width]
-        rows.append(doc[:width][inside])
-        cols.append(((h[inside] * _MIX) >> _HASH_BITS).astype(np.int64))
-    row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    return sp.csr_matrix((np.ones(len(row), dtype=np.float32), (row, col)), shape=(len(texts), HASH_FEATURES))
+    row, col = _char_pairs(points if points is not None else _code_points(texts), ngrams)
+    return _counts(row, col, len(texts), HASH_FEATURES)
+
+
+# Which code points are word characters (what `\w` matches: str.isalnum() or "_"), for the
+# Basic Multilingual Plane as one lookup table; built on first use.
+_BMP_WORD: np.ndarray | None = None
+
+
+def _is_word(cps: np.ndarray) -> np.ndarray:
+    """Per code point: is it a word character (the table for the BMP, Python beyond it)."""
+    global _BMP_WORD
+    if _BMP_WORD is None:
+        _BMP_WORD = np.fromiter((chr(c).isalnum() or c == 0x5F for c in range(0x10000)), dtype=bool, count=0x10000)
+    small = cps < 0x10000
+    out = np.zeros(len(cps), dtype=bool)
+    out[small] = _BMP_WORD[cps[small]]
+    if not small.all():
+        rare, where = np.unique(cps[~small], return_inverse=True)
+        out[~small] = np.array([chr(int(c)).isalnum() for c in rare], dtype=bool)[where]
+    return out
+
+
+def word_hash(word: str) -> int:
+    """The hash `_word_pairs` gives one word, in plain Python (for tests): sum of code point
+    k times _STEP^k, modulo 2^64."""
+    return sum(ord(c) * pow(int(_STEP), k, 2**64) for k, c in enumerate(word)) % 2**64
+
+
+def _word_pairs(points: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(text index, bucket) of every word unigram and bigram, hashed in numpy.
+
+    Words are what scikit-learn's default token pattern finds (runs of 2 or more word
+    characters, in lower-cased text) and bigrams are consecutive words of one text, as
+    HashingVectorizer(ngram_range=(1, 2)) has them; the hash is ours (scikit-learn's
+    analyzer built and hashed one Python string per n-gram: a fifth of proposing).
+    A word's hash is a polynomial over its code points, taken from one prefix sum over the
+    chunk: sum(cp[j] * _STEP^j) between its ends, times _UNSTEP^start.
+    """
+    cps, doc, _ = points
+    if len(cps) == 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    word = _is_word(cps)
+    edge = np.diff(np.concatenate([[False], word, [False]]).astype(np.int8))
+    starts, ends = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
+    keep = ends - starts >= 2
+    starts, ends = starts[keep], ends[keep]
+    powers = np.cumprod(np.full(len(cps), _STEP))  # wraps modulo 2^64, as meant
+    powers = np.concatenate([[np.uint64(1)], powers[:-1]])
+    unpowers = np.concatenate([[np.uint64(1)], np.cumprod(np.full(len(cps) - 1, _UNSTEP))])
+    prefix = np.concatenate([[np.uint64(0)], np.cumsum(cps * powers)])
+    words = (prefix[ends] - prefix[starts]) * unpowers[starts]
+    text = doc[starts]
+    same = text[1:] == text[:-1]
+    bigrams = (words[:-1][same] * _PAIR + words[1:][same]) * _PAIR + np.uint64(2)
+    return (np.concatenate([text, text[:-1][same]]),
+            np.concatenate([_bucket(words * _PAIR + np.uint64(1)), _bucket(bigrams)]))
+
+
+def word_ngram_counts(texts: Sequence[str]) -> sp.csr_matrix:
+    """Hashed word unigram and bigram counts, rows `texts`, HASH_FEATURES columns (`_word_pairs`)."""
+    row, col = _word_pairs(_code_points(texts))
+    return _counts(row, col, len(texts), HASH_FEATURES)
+
+
+def _counts(row: np.ndarray, col: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    """Counts of (row, col) pairs as a CSR matrix with sorted indices."""
+    matrix = sp.csr_matrix((np.ones(len(row), dtype=np.float32), (row, col)), shape=(n_rows, n_cols))
+    matrix.sum_duplicates()
+    return matrix
 
 
 # Code point ranges of the scripts a DataComp caption is written in (ranges, not Unicode
@@ -250,8 +430,35 @@ def script_shares(n_texts: int, points: tuple[np.ndarray, np.ndarray, np.ndarray
     return out
 
 
-def feature_matrix(clusters: Sequence[Cluster], numeric: Sequence[str] | None = None,
-                   offline_raws: dict[str, str] | None = None) -> tuple[sp.csr_matrix, list[str]]:
+def numeric_features(items: Sequence[Cluster | ClusterTexts], offline_raws: dict[str, str],
+                     points: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every numeric signal of a chunk as columns (NaN where a cluster lacks it): the offline
+    judge's evidence (read back from its stored answers, computed for the rest), caption
+    length, size, stats and scripts."""
+    n = len(items)
+    columns, read = offline_signals_many([offline_raws.get(c.id) for c in items])
+    for i in np.flatnonzero(~read).tolist():
+        for name, value in offline_signals(offline.cluster_features(_as_cluster(items[i]))).items():
+            columns[name][i] = value
+    own = [texts_of(c) for c in items]
+    # `_own_numbers`, a column at a time (the same float operations, so the same numbers).
+    columns["mean_chars"] = np.array(
+        [math.log1p(sum(map(len, c.texts)) / len(c.texts) if c.texts else 0.0) for c in own], dtype=np.float64)
+    columns["size"] = np.array([math.nan if c.size is None else math.log1p(c.size) for c in own], dtype=np.float64)
+    for i, item in enumerate(own):
+        if item.stats is None:
+            continue
+        for name, value in stats_features(item).items():
+            if name not in columns:
+                columns[name] = np.full(n, math.nan)
+            columns[name][i] = value
+    columns.update(script_shares(n, points))
+    return columns
+
+
+def feature_matrix(clusters: Sequence[Cluster | ClusterTexts], numeric: Sequence[str] | None = None,
+                   offline_raws: dict[str, str] | None = None,
+                   columns: np.ndarray | None = None) -> tuple[sp.csr_matrix, list[str]]:
     """One sparse row per cluster: word and char n-gram counts, then the numeric signals.
 
     The n-gram counts are hashed (stateless, so computing them once for all training clusters
@@ -259,21 +466,31 @@ def feature_matrix(clusters: Sequence[Cluster], numeric: Sequence[str] | None = 
     80% of training time). A numeric signal a cluster lacks is 0 with a missing-indicator
     column set, so stats help where present and never break where absent. `numeric` fixes
     the columns (the ones seen in training); returns the matrix and those column names.
+    `columns` (a model's `used_columns`) gives that matrix's columns only: the same as
+    `feature_matrix(...)[0][:, columns]`, without building the n-grams no model column has.
     """
-    raws = offline_raws or {}
     texts = [cluster_text(c) for c in clusters]
     points = _code_points(texts)
-    rows = [signal_features(c, raws.get(c.id)) for c in clusters]
-    for name, values in script_shares(len(texts), points).items():
-        for row, value in zip(rows, values.tolist()):
-            row[name] = value
-    names = list(numeric) if numeric is not None else sorted({k for r in rows for k in r})
-    values = np.array([[r.get(k, math.nan) for k in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
+    found = numeric_features(clusters, offline_raws or {}, points)
+    names = list(numeric) if numeric is not None else sorted(found)
+    absent = np.full(len(texts), math.nan)
+    values = np.column_stack([found.get(k, absent) for k in names]) if names else np.zeros((len(texts), 0))
     missing = ~np.isfinite(values)
     dense = np.hstack([np.where(missing, 0.0, values), missing.astype(np.float64)])
-    matrix = sp.hstack([_WORDS.transform(texts), char_ngram_counts(texts, points=points), sp.csr_matrix(dense)],
-                       format="csr")
-    return matrix, names
+    pairs = [_word_pairs(points), _char_pairs(points)]
+    pairs[1][1][:] += HASH_FEATURES
+    width = 2 * HASH_FEATURES
+    if columns is not None:  # each n-gram's column among the model's, or -1
+        grams = columns[columns < 2 * HASH_FEATURES]
+        position = np.full(2 * HASH_FEATURES, -1, dtype=np.int32)
+        position[grams] = np.arange(len(grams), dtype=np.int32)
+        width = len(grams)
+        for i, (row, col) in enumerate(pairs):
+            col = position[col]
+            kept = col >= 0
+            pairs[i] = row[kept], col[kept]
+    counts = _counts(np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]), len(texts), width)
+    return sp.hstack([counts, sp.csr_matrix(dense)], format="csr"), names
 
 
 def used_columns(matrix: sp.csr_matrix, n_numeric: int) -> np.ndarray:
@@ -359,12 +576,13 @@ class TrainedModel:
         acc = sum(v == Verdict.ACCEPTABLE.value for v in self.labels.values())
         return acc, len(self.labels) - acc
 
-    def predict(self, clusters: Sequence[Cluster], offline_raws: dict[str, str] | None = None) -> np.ndarray:
+    def predict(self, clusters: Sequence[Cluster | ClusterTexts], offline_raws: dict[str, str] | None = None
+                ) -> np.ndarray:
         """P(Unacceptable) per cluster from the model fitted on every label."""
         if not clusters:
             return np.zeros(0)
-        matrix, _ = feature_matrix(clusters, self.numeric, offline_raws)
-        proba = self.pipeline.predict_proba(matrix[:, self.columns])
+        matrix, _ = feature_matrix(clusters, self.numeric, offline_raws, columns=self.columns)
+        proba = self.pipeline.predict_proba(matrix)
         return proba[:, list(self.pipeline.classes_).index(POSITIVE)]
 
     def summary(self) -> str:
@@ -441,18 +659,34 @@ def _verdict(p_unacceptable: float) -> Verdict:
     return Verdict.UNACCEPTABLE if p_unacceptable >= 0.5 else Verdict.ACCEPTABLE
 
 
-def make_proposal(model: TrainedModel, cluster_id: str, p_unacceptable: float, out_of_fold: bool) -> Proposal:
+def make_proposal(model: TrainedModel, cluster_id: str, p_unacceptable: float, out_of_fold: bool,
+                  dataset: str | None = None) -> Proposal:
     """A proposal carrying the probability: confidence is P(its own verdict)."""
     verdict = _verdict(p_unacceptable)
     confidence = max(p_unacceptable, 1.0 - p_unacceptable)
-    how = (f"out-of-fold: this cluster is one of its {len(model.labels)} training labels, predicted by a model"
-           " that did not see it" if out_of_fold else f"trained on {len(model.labels)} curator labels")
-    reason = f"P(Unacceptable) = {p_unacceptable:.2f} ({how}; {model.folds}-fold kappa {_kappa_text(model.kappa)})."
-    raw = json.dumps({"p_unacceptable": round(p_unacceptable, 6), "out_of_fold": out_of_fold,
-                      "trained_on": len(model.labels), "cv_kappa": model.kappa.value,
-                      "settings": model.settings.as_dict()})
+    reason_tail, raw_tail = _proposal_tails(model)
+    reason = f"P(Unacceptable) = {p_unacceptable:.2f} ({reason_tail[out_of_fold]}"
+    # json.dumps of {"p_unacceptable": ..., "out_of_fold": ..., then the model's fixed keys},
+    # with that fixed part encoded once per model instead of once per cluster.
+    raw = (f'{{"p_unacceptable": {json.dumps(round(p_unacceptable, 6))}, "out_of_fold": '
+           f'{"true" if out_of_fold else "false"}, {raw_tail}')
     return Proposal(cluster_id=cluster_id, judge=NAME, prompt_version=model.version, verdict=verdict,
-                    reason=reason, raw=raw, confidence=round(confidence, 6))
+                    reason=reason, raw=raw, confidence=round(confidence, 6), dataset=dataset)
+
+
+def _proposal_tails(model: TrainedModel) -> tuple[dict[bool, str], str]:
+    """The parts of every proposal's reason and raw JSON that depend on the model only."""
+    key = (model.version, len(model.labels), model.folds, model.kappa.value)
+    cached = model.__dict__.get("_tails")
+    if cached is None or cached[0] != key:
+        n = len(model.labels)
+        scored = f"; {model.folds}-fold kappa {_kappa_text(model.kappa)})."
+        reasons = {True: f"out-of-fold: this cluster is one of its {n} training labels, predicted by a model"
+                         f" that did not see it{scored}", False: f"trained on {n} curator labels{scored}"}
+        raw = json.dumps({"trained_on": n, "cv_kappa": model.kappa.value, "settings": model.settings.as_dict()})
+        cached = (key, (reasons, raw[1:]))
+        model.__dict__["_tails"] = cached
+    return cached[1]
 
 
 def _kappa_text(k: Kappa) -> str:
@@ -490,6 +724,7 @@ class LearnedRun:
     already: int = 0
     propose_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    cancelled: bool = False
 
     def summary(self) -> str:
         return (f"{self.model.summary()}; proposed for {self.proposed} clusters"
@@ -498,24 +733,28 @@ class LearnedRun:
 
 
 def propose_all(store: Store, model: TrainedModel, ids: Iterable[str] | None = None,
-                progress: Callable[[int, int], object] | None = None, dataset: str | None = None) -> LearnedRun:
+                progress: Callable[[int, int], object] | None = None, dataset: str | None = None,
+                cancel: threading.Event | None = None) -> LearnedRun:
     """Propose for every cluster of the dataset (the one the model learned; None: the only one)
-    without a proposal of this version, a chunk per transaction."""
+    without a proposal of this version, a chunk per transaction; `cancel` stops between chunks."""
     started = time.perf_counter()
     dataset = store.resolve_dataset(dataset)
     pending = store.pending_cluster_ids(NAME, model.version, ids=ids, dataset=dataset)
     run = LearnedRun(model)
     for start in range(0, len(pending), CHUNK):
-        chunk = list(store.iter_clusters(pending[start : start + CHUNK], dataset=dataset))
+        if cancel is not None and cancel.is_set():
+            run.cancelled = True
+            break
+        chunk = list(store.iter_cluster_texts(pending[start : start + CHUNK], dataset=dataset))
         fresh = [c for c in chunk if c.id not in model.oof]
         raws = _offline_raws(store, [c.id for c in fresh], dataset)
-        probs = dict(zip((c.id for c in fresh), map(float, model.predict(fresh, raws))))
+        probs = dict(zip((c.id for c in fresh), model.predict(fresh, raws).tolist()))
         proposals = [
-            make_proposal(model, c.id, model.oof[c.id], True) if c.id in model.oof
-            else make_proposal(model, c.id, probs[c.id], False)
+            make_proposal(model, c.id, model.oof[c.id], True, dataset) if c.id in model.oof
+            else make_proposal(model, c.id, probs[c.id], False, dataset)
             for c in chunk
         ]
-        added = store.add_proposals([replace(p, dataset=dataset) for p in proposals])
+        added = store.add_proposals(proposals)
         run.proposed += added
         run.already += len(proposals) - added
         if progress is not None:
@@ -525,10 +764,98 @@ def propose_all(store: Store, model: TrainedModel, ids: Iterable[str] | None = N
 
 
 def train_and_propose(store: Store, settings: Settings = DEFAULT_SETTINGS,
-                      progress: Callable[[int, int], object] | None = None, dataset: str | None = None) -> LearnedRun:
+                      progress: Callable[[int, int], object] | None = None, dataset: str | None = None,
+                      cancel: threading.Event | None = None) -> LearnedRun:
     """Retrain on one dataset's agreed labels and propose for its every cluster: the retrain button's work."""
     dataset = store.resolve_dataset(dataset)
-    return propose_all(store, train_from_store(store, settings, dataset), progress=progress, dataset=dataset)
+    return propose_all(store, train_from_store(store, settings, dataset), progress=progress, dataset=dataset,
+                       cancel=cancel)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the learned judge can train on a dataset now, and the version it would be."""
+
+    labels: int
+    acceptable: int
+    unacceptable: int
+    version: str
+    refusal: str | None  # the one-line refusal when there are too few labels; None when it can train
+
+    def line(self) -> str:
+        """The one line the Propose page shows before a run."""
+        if self.refusal:
+            return self.refusal
+        return (f"Can train: {self.labels} agreed labels ({self.acceptable} Acceptable, {self.unacceptable}"
+                f" Unacceptable); a run trains on them ({MAX_FOLDS}-fold cross-validated) and proposes for"
+                " every cluster of this dataset.")
+
+
+def readiness(store: Store, dataset: str | None = None, settings: Settings = DEFAULT_SETTINGS) -> Readiness:
+    """What training would learn from now, without training (the labels and their hash)."""
+    labels = training_labels(store, dataset)
+    acc = sum(v == Verdict.ACCEPTABLE.value for v in labels.values())
+    try:
+        check_enough(labels)
+        refusal = None
+    except NotEnoughLabels as exc:
+        refusal = str(exc)
+    return Readiness(len(labels), acc, len(labels) - acc, version_of(labels, settings), refusal)
+
+
+class LearnedJob:
+    """Training and proposing on its own thread with its own Store, for the Propose page.
+
+    The same reason as `clusterqc.propose.BatchJob`: a Streamlit rerun interrupts the page
+    script, so a run of a minute (100,000 clusters) must not live in it. The page polls
+    `stage` and `progress`; Stop sets `cancel`, checked between chunks (each chunk's
+    proposals are already stored).
+    """
+
+    def __init__(self, db_path: str | Path, dataset: str | None = None, settings: Settings = DEFAULT_SETTINGS):
+        self.db_path = Path(db_path)
+        self.dataset = dataset
+        self.settings = settings
+        self.cancel = threading.Event()
+        self.stage = "training"
+        self.progress: tuple[int, int] = (0, 0)  # clusters done, clusters to propose for
+        self.result: LearnedRun | None = None
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, name="clusterqc-learned", daemon=True)
+
+    def start(self) -> LearnedJob:
+        self.thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends (tests, scripts); True if it has."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress = (done, total)
+
+    def _run(self) -> None:
+        try:
+            with Store(self.db_path) as store:
+                model = train_from_store(store, self.settings, self.dataset)
+                self.stage = "proposing"
+                self.result = propose_all(store, model, progress=self._on_progress, dataset=self.dataset,
+                                          cancel=self.cancel)
+        except NotEnoughLabels as exc:  # the labels changed since the page checked
+            self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - shown on the page as one line, never lost silently
+            line = str(exc).splitlines()[0] if str(exc) else "no details"
+            self.error = f"{type(exc).__name__}: {line}"
+        finally:
+            self.stage = "done"
 
 
 def decisions_since_training(store: Store, dataset: str | None = None, cap: int | None = None) -> int:
@@ -562,7 +889,7 @@ def retrain_due(store: Store, dataset: str | None = None) -> bool:
 
 
 __all__ = [
-    "NAME", "LearnedJudge", "LearnedRun", "NotEnoughLabels", "Settings", "TrainedModel", "build_pipeline",
-    "feature_matrix", "propose_all", "retrain_due", "retrain_pending", "signal_features", "train", "train_and_propose",
-    "train_from_store", "training_labels",
+    "NAME", "LearnedJob", "LearnedJudge", "LearnedRun", "NotEnoughLabels", "Readiness", "Settings", "TrainedModel",
+    "build_pipeline", "feature_matrix", "propose_all", "readiness", "retrain_due", "retrain_pending",
+    "signal_features", "train", "train_and_propose", "train_from_store", "training_labels",
 ]

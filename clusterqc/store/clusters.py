@@ -16,7 +16,7 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
-from clusterqc.model import Cluster, ClusterRecord, Sample
+from clusterqc.model import Cluster, ClusterRecord, ClusterTexts, Sample
 from clusterqc.store.connection import utcnow
 from clusterqc.store.datasets import DatasetTable, check_dataset_name
 
@@ -66,6 +66,11 @@ def _cluster_from_row(row: sqlite3.Row | dict[str, Any]) -> Cluster:
         stats=json.loads(row["stats"]) if row["stats"] else None,
     )
 
+
+
+def _texts(samples_json: str) -> tuple[str, ...]:
+    """The captions of a stored samples column (a sample is a JSON string, or an object with "text")."""
+    return tuple(s if isinstance(s, str) else s["text"] for s in json.loads(samples_json))
 
 
 # One encoder for every row: json.dumps builds a new one per call, which dominated imports.
@@ -343,6 +348,17 @@ class ClusterTable(DatasetTable):
             )
         for row in rows:
             yield _cluster_from_row(row)
+
+    def iter_cluster_texts(self, ids: Iterable[str], dataset: str | None = None) -> Iterator[ClusterTexts]:
+        """The given clusters of one dataset as captions and numbers only, in natural id order
+        (what the learned judge reads: no `Sample` or `Cluster` objects built)."""
+        rows = self.conn.execute(
+            "SELECT id, closest, furthest, size, stats FROM clusters WHERE dataset = ?"
+            " AND id IN (SELECT value FROM json_each(?)) ORDER BY nkey",
+            (self._dataset(dataset), json.dumps(list(ids))),
+        )
+        for cid, closest, furthest, size, stats in rows:
+            yield ClusterTexts(cid, _texts(closest) + _texts(furthest), size, json.loads(stats) if stats else None)
 
     def count_clusters(self, dataset: str | None = None) -> int:
         return self._one(

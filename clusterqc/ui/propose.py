@@ -1,7 +1,9 @@
 """The Propose page's widgets: judge and endpoint, prompt preview, run / stop, failures.
 
 The batch itself runs in a `BatchJob` thread with its own store (see clusterqc.propose), so a
-rerun (any click, including Stop) never cuts it short; a fragment polls its progress.
+rerun (any click, including Stop) never cuts it short; a fragment polls its progress. The
+learned judge (trained on the dataset's agreed labels, then proposing for every cluster) runs
+the same way in a `LearnedJob` thread (clusterqc.judges.learned).
 
 API keys: a key typed here is moved out of the password widget into a plain session_state
 entry the moment it is entered, and the widget is cleared, so it is never rendered again
@@ -23,6 +25,7 @@ from typing import Any
 import streamlit as st
 
 from clusterqc import fewshot
+from clusterqc.judges import learned
 from clusterqc.judges.offline import OfflineJudge
 from clusterqc.prompt import SYSTEM_MESSAGE, PromptTemplate
 from clusterqc.propose import DEFAULT_CONCURRENCY, BatchJob, make_judge
@@ -48,7 +51,8 @@ K_FORGET = "cqc_p_forget_key"
 K_JOB = "_cqc_p_job"
 K_JOB_SHOWN = "_cqc_p_job_shown"  # id of the finished job whose end already triggered a rerun
 
-KINDS = {"offline": "Offline heuristics (no network)", "llm": "LLM (OpenAI-compatible endpoint)"}
+KINDS = {"offline": "Offline heuristics (no network)", "llm": "LLM (OpenAI-compatible endpoint)",
+         "learned": "Learned from the curators' decisions"}
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,21 @@ def _llm_choice(store: Store, base: EndpointConfig) -> Choice:
     return Choice("llm", config.model, template.version, config=config, template=template)
 
 
-def judge_choice(store: Store) -> Choice:
+def _learned_choice(store: Store, dataset: str | None) -> Choice:
+    """One line: whether the learned judge can train on this dataset's labels, or why not."""
+    if dataset is None:
+        refusal = "No clusters yet: import a cluster file, review some, then train the learned judge."
+        st.warning(refusal, icon=":material/warning:")
+        return Choice("learned", learned.NAME, "", problem=refusal)
+    ready = learned.readiness(store, dataset)
+    if ready.refusal:
+        st.warning(ready.line(), icon=":material/warning:")  # our own words and counts only
+    else:
+        st.text(ready.line())
+    return Choice("learned", learned.NAME, ready.version, problem=ready.refusal)
+
+
+def judge_choice(store: Store, dataset: str | None = None) -> Choice:
     """The judge widgets. Default: the LLM when an endpoint or key is configured, else offline."""
     base = resolve_endpoint(environ=os.environ, secrets=secrets_dict())
     kinds = list(KINDS)
@@ -144,6 +162,8 @@ def judge_choice(store: Store) -> Choice:
                     format_func=KINDS.__getitem__, key=K_KIND, horizontal=True)
     if kind == "llm":
         return _llm_choice(store, base)
+    if kind == "learned":
+        return _learned_choice(store, dataset)
     return Choice("offline", OfflineJudge.name, OfflineJudge.prompt_version)
 
 
@@ -152,6 +172,11 @@ def judge_choice(store: Store) -> Choice:
 
 def preview(store: Store, choice: Choice, pending: list[str], dataset: str | None = None) -> None:
     """The prompt exactly as it would be sent for any cluster of the dataset, as inert text."""
+    if choice.kind == "learned":
+        st.text("The learned judge sends no prompt. It trains on this dataset's agreed labels and gives every"
+                " cluster P(Unacceptable); a cluster it trained on gets the prediction of the fold that did not"
+                " see its label.")
+        return
     default = pending[0] if pending else (store.cluster_ids(dataset)[:1] or [""])[0]
     cluster_id = st.text_input("Preview for cluster", value=default, key=K_PREVIEW).strip()
     cluster = store.get_cluster(cluster_id, dataset=dataset) if cluster_id and dataset else None
@@ -171,7 +196,7 @@ def preview(store: Store, choice: Choice, pending: list[str], dataset: str | Non
 # --------------------------------------------------------------------------- running
 
 
-def current_job() -> BatchJob | None:
+def current_job() -> BatchJob | learned.LearnedJob | None:
     return st.session_state.get(K_JOB)
 
 
@@ -181,10 +206,15 @@ def run_controls(store: Store, choice: Choice, pending: int, dataset: str | None
     running = job is not None and job.running
     left, mid, right = st.columns([2, 1, 1], vertical_alignment="bottom")
     concurrency = left.number_input("Requests at once", 1, 64, DEFAULT_CONCURRENCY, key=K_CONCURRENCY,
-                                    disabled=choice.kind == "offline")
-    limit = mid.number_input("At most (0: all)", min_value=0, value=0, step=1, key=K_LIMIT)
+                                    disabled=choice.kind != "llm")
+    limit = mid.number_input("At most (0: all)", min_value=0, value=0, step=1, key=K_LIMIT,
+                             disabled=choice.kind == "learned", help="The learned judge proposes for every cluster.")
     blocked = running or pending == 0 or choice.problem is not None
     if right.button("Run", key=K_RUN, type="primary", disabled=blocked):
+        if choice.kind == "learned":
+            st.session_state[K_JOB] = learned.LearnedJob(store.path, dataset).start()
+            st.session_state.pop(K_JOB_SHOWN, None)
+            st.rerun()
         judge = make_judge(choice.kind, choice.config, choice.template)
         n = int(concurrency) if choice.kind == "llm" else 1
         st.session_state[K_JOB] = BatchJob(store.path, judge, concurrency=n, limit=int(limit) or None,
@@ -199,6 +229,9 @@ def _job_view() -> None:
     job = current_job()
     if job is None:
         return
+    if isinstance(job, learned.LearnedJob):
+        _learned_view(job)
+        return
     p = job.progress
     if p is not None and p.total:
         st.progress(min(p.done / p.total, 1.0),
@@ -210,6 +243,34 @@ def _job_view() -> None:
         st.session_state[K_JOB_SHOWN] = id(job)
         st.rerun()  # once, so the whole page (Run button, counts, failures) sees the end
     _summary(job)
+
+
+def _learned_view(job: learned.LearnedJob) -> None:
+    """A learned run: training, then a progress bar over the chunks; at the end its kappa and counts."""
+    done, total = job.progress
+    if job.running:
+        if job.stage == "training":
+            st.text("Training on the agreed labels (5-fold cross-validation, then the final fit)…")
+        else:
+            st.progress(min(done / total, 1.0) if total else 0.0, text=f"{done} / {total} clusters proposed for")
+        st.text("Stopping after this chunk…" if job.cancel.is_set() else "Running…")
+        return
+    if st.session_state.get(K_JOB_SHOWN) != id(job):
+        st.session_state[K_JOB_SHOWN] = id(job)
+        st.rerun()  # once, so the whole page (Run button, counts) sees the end
+    if job.error:
+        _alert("error", "The learned judge did not run.", job.error)
+        return
+    run = job.result
+    if run is None:
+        return
+    stored = (f"{run.proposed} proposals stored ({run.already} clusters already had this version)"
+              f" · training {run.model.train_seconds:.1f} s, proposing {run.propose_seconds:.1f} s")
+    if run.cancelled:
+        _alert("warning", "Stopped by you. Every chunk proposed before the stop is stored.", run.model.summary(),
+               stored)
+    else:
+        _alert("success", "Finished.", run.model.summary(), stored)
 
 
 def _alert(kind: str, title: str, *details: str) -> None:
@@ -265,16 +326,18 @@ def failures(store: Store, choice: Choice, dataset: str | None = None) -> None:
 
 def page(store: Store, dataset: str | None = None) -> None:
     """The whole page, top to bottom as the screen reads; it works on the sidebar's dataset."""
-    choice = judge_choice(store)
-    if choice.problem:
+    choice = judge_choice(store, dataset)
+    if choice.problem and choice.kind != "learned":  # the learned judge's refusal is its line above
         _alert("error", "This setting cannot work:", choice.problem)
     pending = store.pending_cluster_ids(choice.name, choice.prompt_version, dataset=dataset)
     total = store.count_clusters(dataset)
     done = total - len(pending)  # say what is done, then what is left
-    st.text(f"{done} of {total} clusters have a proposal from {choice.name} @ {choice.prompt_version}"
-            + (f"; {len(pending)} still to run." if pending else "."))
+    if not (choice.kind == "learned" and choice.problem):  # no version to count without a model
+        st.text(f"{done} of {total} clusters have a proposal from {choice.name} @ {choice.prompt_version}"
+                + (f"; {len(pending)} still to run." if pending else "."))
     with st.expander("Preview the prompt", expanded=False):
         preview(store, choice, pending, dataset)
     run_controls(store, choice, len(pending), dataset)
     job_status()
-    failures(store, choice, dataset)
+    if choice.kind != "learned":  # it sends no requests, so nothing can fail to answer
+        failures(store, choice, dataset)
