@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from clusterqc.jobs import BackgroundJob
 from clusterqc.judges.base import Judge, JudgeError
 from clusterqc.model import Cluster, Proposal
 from clusterqc.prompt import PromptTemplate, save_template
@@ -369,40 +370,18 @@ def _drain(run: _Run, inflight: dict[Future[Proposal], tuple[str, str]], judge: 
 # --------------------------------------------------------------------------- background runs
 
 
-class BatchJob:
-    """A batch on its own thread with its own Store, for the app: the page polls, Stop cancels.
-
-    Why a thread and not the page script itself: a Streamlit rerun (any click, including Stop)
-    interrupts the script, which would cut a run short and drop its answers in flight. Here the
-    run goes on across reruns; the page only reads `progress` and sets `cancel`.
-    """
+class BatchJob(BackgroundJob):
+    """A batch on its own thread with its own Store, for the app: the page reads `progress`,
+    Stop cancels (jobs.py says why a thread)."""
 
     def __init__(self, db_path: str | Path, judge: Judge, concurrency: int = DEFAULT_CONCURRENCY,
                  limit: int | None = None, dataset: str | None = None):
+        super().__init__("clusterqc-propose")
         self.db_path = Path(db_path)
         self.judge = judge
-        self.cancel = threading.Event()
         self.progress: Progress | None = None
         self.result: BatchResult | None = None
-        self.error: str | None = None
         self._args = {"concurrency": concurrency, "limit": limit, "dataset": dataset}
-        self.thread = threading.Thread(target=self._run, name="clusterqc-propose", daemon=True)
-
-    def start(self) -> "BatchJob":
-        self.thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.thread.is_alive()
-
-    def stop(self) -> None:
-        self.cancel.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run ends (tests, scripts); True if it has."""
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
 
     def _on_progress(self, progress: Progress) -> None:
         self.progress = progress

@@ -51,6 +51,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
+from clusterqc.jobs import BackgroundJob
 from clusterqc.judges import offline
 from clusterqc.judges.base import JudgeError
 from clusterqc.metrics import Kappa, pair_stats
@@ -803,7 +804,7 @@ def readiness(store: Store, dataset: str | None = None, settings: Settings = DEF
     return Readiness(len(labels), acc, len(labels) - acc, version_of(labels, settings), refusal)
 
 
-class LearnedJob:
+class LearnedJob(BackgroundJob):
     """Training and proposing on its own thread with its own Store, for the Propose page.
 
     The same reason as `clusterqc.propose.BatchJob`: a Streamlit rerun interrupts the page
@@ -813,31 +814,13 @@ class LearnedJob:
     """
 
     def __init__(self, db_path: str | Path, dataset: str | None = None, settings: Settings = DEFAULT_SETTINGS):
+        super().__init__("clusterqc-learned")
         self.db_path = Path(db_path)
         self.dataset = dataset
         self.settings = settings
-        self.cancel = threading.Event()
         self.stage = "training"
         self.progress: tuple[int, int] = (0, 0)  # clusters done, clusters to propose for
         self.result: LearnedRun | None = None
-        self.error: str | None = None
-        self.thread = threading.Thread(target=self._run, name="clusterqc-learned", daemon=True)
-
-    def start(self) -> LearnedJob:
-        self.thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.thread.is_alive()
-
-    def stop(self) -> None:
-        self.cancel.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run ends (tests, scripts); True if it has."""
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress = (done, total)
