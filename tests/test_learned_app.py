@@ -41,6 +41,12 @@ def test_retrain_button_every_ten_decisions(app_db: Path) -> None:
     button.click()
     at.run()
     assert not at.exception
+    # The retrain runs on its own thread; the page says so and stays usable meanwhile.
+    job = at.session_state["cqc_learned_job"]
+    assert any(t.value.startswith("Retraining the learned judge in the background") for t in at.main.text) or not job.running
+    assert job.wait(120)
+    at.run()
+    assert not at.exception
     assert any("cross-validated kappa" in s.value and "proposed for 60 clusters" in s.value for s in at.main.success)
     assert retrain_buttons(at) == []
     with Store(app_db) as store:

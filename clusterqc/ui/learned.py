@@ -1,7 +1,10 @@
 """The Review page's retrain offer: every 10 decisions, one button that retrains the learned judge.
 
 Self-contained on purpose: the page calls `retrain_offer(store)` in one line; what is due, the
-training and the proposals are `clusterqc.judges.learned`'s (no Streamlit there).
+training and the proposals are `clusterqc.judges.learned`'s (no Streamlit there). The retrain
+runs as a `LearnedJob` on its own thread: at 100,000 clusters it takes half a minute, and the
+curator keeps reviewing meanwhile; each key press redraws the line with its progress, and the
+first press after it ends shows its summary.
 """
 
 from __future__ import annotations
@@ -12,12 +15,22 @@ from clusterqc.judges import learned
 from clusterqc.store import Store
 
 K_MESSAGE = "cqc_learned_message"
+K_JOB = "cqc_learned_job"
 
 
 def retrain_offer(store: Store, dataset: str | None = None) -> None:
     """A retrain button once 10 decisions have been made since the learned judge last trained."""
+    job: learned.LearnedJob | None = st.session_state.get(K_JOB)
+    if job is not None and job.running:
+        done, total = job.progress
+        where = "training" if job.stage == "training" else f"proposing, {done:,} of {total:,} clusters"
+        st.text(f"Retraining the learned judge in the background ({where}); keep reviewing.")
+        return
+    if job is not None:
+        del st.session_state[K_JOB]
+        st.session_state[K_MESSAGE] = ("warn", job.error) if job.error else ("ok", job.result.summary() if job.result else "")
     message = st.session_state.pop(K_MESSAGE, None)
-    if message:
+    if message and message[1]:
         kind, text = message
         (st.success if kind == "ok" else st.warning)(text, icon=":material/model_training:")
     since = learned.retrain_pending(store, dataset) if dataset is not None else 0
@@ -31,10 +44,4 @@ def retrain_offer(store: Store, dataset: str | None = None) -> None:
 
 
 def _retrain(store: Store, dataset: str) -> None:
-    try:
-        with st.spinner("Training on the agreed labels and proposing for every cluster..."):
-            run = learned.train_and_propose(store, dataset=dataset)
-    except learned.NotEnoughLabels as exc:
-        st.session_state[K_MESSAGE] = ("warn", str(exc))
-        return
-    st.session_state[K_MESSAGE] = ("ok", run.summary())
+    st.session_state[K_JOB] = learned.LearnedJob(store.path, dataset).start()
