@@ -79,7 +79,7 @@ class BatchResult:
     cancelled: bool = False
     stopped: str | None = None
     elapsed_s: float = 0.0
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (cluster, error), this run
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (cluster, error), this run; DATASET:ID across datasets
 
     @property
     def remaining(self) -> int:
@@ -165,7 +165,7 @@ class _Run:
         self.bad_in_row = 0
         self.succeeded = False
         self.stopped: str | None = None
-        self.errors: list[tuple[str, str]] = []
+        self.errors: list[tuple[str, str, str]] = []  # (dataset, cluster id, error): ids repeat across datasets
         self.transient_failed: list[tuple[str, str]] = []  # this round's (dataset, id) worth asking once more
         self.second_round = False
 
@@ -179,7 +179,7 @@ class _Run:
                 return  # stopped on purpose: nothing wrong with this cluster, nothing to record
             self._failed(cluster_id, exc, dataset)
         else:
-            self._store(replace(proposal, dataset=dataset), cluster_id)
+            self._store(replace(proposal, dataset=dataset), key)
         if not self.second_round:
             self.state.done += 1
         self.state.last_cluster = cluster_id
@@ -189,7 +189,8 @@ class _Run:
         if self.callback is not None:
             self.callback(self.state)
 
-    def _store(self, proposal: Proposal, cluster_id: str) -> None:
+    def _store(self, proposal: Proposal, key: tuple[str, str]) -> None:
+        cluster_id = key[1]
         if (proposal.cluster_id, proposal.judge, proposal.prompt_version) != (
             cluster_id, self.judge.name, self.judge.prompt_version
         ):
@@ -204,7 +205,7 @@ class _Run:
         if self.second_round:  # asked again and answered: no longer a failure of this run
             self.state.failed -= 1
             self.state.retrying -= 1
-            self.errors = [(c, e) for c, e in self.errors if c != cluster_id]
+            self.errors = [(d, c, e) for d, c, e in self.errors if (d, c) != key]
         self.succeeded = True
         self.transient_in_row = self.bad_in_row = 0
 
@@ -218,10 +219,10 @@ class _Run:
             self.store.add_failure(cluster_id, self.judge.name, self.judge.prompt_version, message, dataset=dataset)
         if self.second_round:
             self.state.retrying -= 1
-            self.errors = [(c, message if c == cluster_id else e) for c, e in self.errors]
+            self.errors = [(d, c, message if (d, c) == (dataset, cluster_id) else e) for d, c, e in self.errors]
         else:
             self.state.failed += 1
-            self.errors.append((cluster_id, message))
+            self.errors.append((dataset, cluster_id, message))
             if exc.transient:
                 self.transient_failed.append((dataset, cluster_id))
         self.transient_in_row = self.transient_in_row + 1 if exc.transient else 0
@@ -238,6 +239,12 @@ class _Run:
                 f"{self.transient_in_row} requests in a row failed (last: {message}); "
                 "the endpoint looks unavailable. Run again later to finish."
             )
+
+    def error_lines(self) -> list[tuple[str, str]]:
+        """(cluster, error) for the report: the id alone, or `DATASET:ID` when the database holds
+        several datasets (two datasets' `Cluster_7` are two clusters), as other commands print them."""
+        several = bool(self.errors) and len(self.store.dataset_names()) > 1
+        return [(f"{d}:{c}" if several else c, e) for d, c, e in self.errors]
 
     def second_round_ids(self, cancel: threading.Event) -> list[tuple[str, str]]:
         """The clusters to ask once more at the end (once per run, never after a stop)."""
@@ -324,7 +331,7 @@ def run_batch(
         cancelled=cancel.is_set() and run.stopped is None,
         stopped=run.stopped,
         elapsed_s=time.perf_counter() - started,
-        errors=run.errors,
+        errors=run.error_lines(),
     )
 
 

@@ -134,3 +134,30 @@ def test_pool_profiles_are_per_dataset(two: Path) -> None:
         assert store.subset_so_far(dataset="beta") == {"clusters": 1, "samples": 11, "above_cut": 0, "profiled": 0}
         store.save_pool_profile({"samples": 7}, [("C_2", 7, 1)], dataset="beta")
         assert store.pool_cluster("C_1", dataset="alpha") == (5, 2)  # beta's profile leaves alpha's alone
+
+
+def test_end_of_run_errors_name_the_dataset_when_ids_repeat(tmp_path: Path, standin) -> None:
+    """Both datasets' C_1 fail; in the end-of-run round alpha's fails again and beta's answers.
+    The error list keeps alpha's C_1 (as `alpha:C_1`), not nothing because beta's C_1 answered."""
+    from conftest import llm_judge
+    from openai_standin import Reply
+
+    from clusterqc.propose import run_batch
+
+    with Store(tmp_path / "two.db") as store:
+        store.import_clusters(clustering("alpha", 1), dataset="alpha")
+        store.import_clusters(clustering("beta", 1), dataset="beta")
+        asked = {"alpha": 0, "beta": 0}
+
+        def handler(req):  # alpha always overloaded; beta overloaded the first time only
+            word = "alpha" if "alpha caption" in req.prompt else "beta"
+            asked[word] += 1
+            if word == "alpha" or asked[word] == 1:
+                return Reply(status=503, error_message=f"{word} overloaded")
+            return None
+
+        standin.handler = handler
+        result = run_batch(store, llm_judge(standin, "sk-test-datasets-0123456789", max_retries=0), concurrency=1)
+        assert asked == {"alpha": 2, "beta": 2}
+        assert [cid for cid, _ in result.errors] == ["alpha:C_1"]
+        assert result.progress.proposed == 1 and [p.dataset for p in store.proposals()] == ["beta"]
