@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clusterqc.ui.card_html import plain_text
+from card_text import plain_text
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clusterqc.ui.card_html import plain_text
+from card_text import plain_text
 from clusterqc.evidence import (
     PoolView,
     card_evidence,

@@ -15,11 +15,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.errors import AppTestError
 
+from card_text import plain_text
 from clusterqc import bootstrap
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.review import Reviewer, ReviewSession, SessionState, clean_name, load_view, resolve_reviewer
 from clusterqc.store import Store
-from clusterqc.ui.card_html import plain_text
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 XSS = "<img src=x onerror=alert(1)> **bold** [link](http://example.com)"

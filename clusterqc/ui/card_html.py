@@ -77,36 +77,4 @@ def proposal_html(proposal: Proposal, answered: bool) -> str:
 
 
 def proposals_html(proposals: Sequence[Proposal], answered_id: int | None) -> str:
-    return "".join(proposal_html(p, p.id == answered_id) for p in proposals)
-
-
-def plain_text(markup: str) -> list[str]:
-    """The text of each caption, tag and line in `markup`, as a person reads it (tests, checks)."""
-    from html.parser import HTMLParser
-
-    pieces: list[str] = []
-
-    class _Reader(HTMLParser):
-        def __init__(self) -> None:
-            super().__init__(convert_charrefs=True)
-            self.depth_text: list[str] = []
-
-        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-            self._flush()
-
-        def handle_endtag(self, tag: str) -> None:
-            self._flush()
-
-        def handle_data(self, data: str) -> None:
-            self.depth_text.append(data)
-
-        def _flush(self) -> None:
-            if self.depth_text:
-                pieces.append("".join(self.depth_text))
-                self.depth_text = []
-
-    reader = _Reader()
-    reader.feed(markup)
-    reader.close()
-    reader._flush()
-    return pieces
+    return "".join(proposal_html(p, answered_id is not None and p.id == answered_id) for p in proposals)
