@@ -173,3 +173,13 @@ def wait_card(page: Any, cluster_id: str | None = None, timeout_ms: int = 30_000
     """Wait until the Review card (of `cluster_id`, when given) is complete with live keys; its id."""
     page.wait_for_function(_CARD_READY, arg=cluster_id, timeout=timeout_ms)
     return page.locator('[class*="st-key-cqc_head_"] code').first.inner_text().strip()
+
+
+def wait_for(condition: Any, what: str, timeout: float = 15) -> None:
+    """Poll `condition` (say, a database count the page's key press should change) until true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

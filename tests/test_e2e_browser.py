@@ -8,14 +8,13 @@ the page asks nothing of any host but 127.0.0.1.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from browser import guarded_page, require_chromium, running_app, wait_card
+from browser import guarded_page, require_chromium, running_app, wait_card, wait_for
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 
@@ -85,7 +84,7 @@ def test_keyboard_review_in_chromium(server: tuple[str, Path, dict[str, int]]) -
         for (key, next_id), count in zip(steps, expected_counts):
             page.keyboard.press(key)
             on_screen(next_id)
-            _wait_for(lambda: len(db_rows(db)) == count, f"{count} decisions after {key!r}")
+            wait_for(lambda: len(db_rows(db)) == count, f"{count} decisions after {key!r}")
         assert page.url.endswith("cluster=E_6") and "reviewer=e2e" in page.url
 
     A, U = Verdict.ACCEPTABLE.value, Verdict.UNACCEPTABLE.value
@@ -103,11 +102,3 @@ def test_keyboard_review_in_chromium(server: tuple[str, Path, dict[str, int]]) -
     assert guarded.dialogs == []
     assert guarded.outside == [], guarded.outside
 
-
-def _wait_for(condition: Any, what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")

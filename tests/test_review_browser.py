@@ -8,14 +8,13 @@ and drives the page with the keyboard as a curator does; the database is checked
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from browser import guarded_page, require_chromium, running_app, wait_card
+from browser import guarded_page, require_chromium, running_app, wait_card, wait_for
 from clusterqc.model import Cluster, Proposal, Sample, Verdict
 from clusterqc.store import Store
 
@@ -86,15 +85,6 @@ def decisions(db: Path) -> list[tuple[Any, ...]]:
     with Store(db) as store:
         return [(d.cluster_id, d.verdict.value if d.verdict else None, d.action, d.proposal_id, d.note)
                 for d in store.decisions()]
-
-
-def wait_for(condition: Any, what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def inside_viewport(p: Any, locator: Any) -> bool:
