@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
+from test_propose_page import finish, ok, propose_page
 
 from clusterqc.import_decisions import import_decisions
 from clusterqc.ingest import demo_path, read_files, write_clusters
@@ -17,7 +18,6 @@ from clusterqc.model import Verdict
 from clusterqc.store import Store
 from clusterqc.ui import propose as ui
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 DECISIONS = Path(__file__).resolve().parent.parent / "examples" / "demo_decisions.csv"
 
 
@@ -28,34 +28,11 @@ def demo_store(path: Path, dataset: str | None = None) -> None:
 
 
 def learned_page(dataset: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["reviewer"] = "ann"
-    if dataset:
-        at.query_params["dataset"] = dataset
-    at.run()
-    at.switch_page("views/propose.py")
-    at.run()
-    ok(at)
-    at.radio(key=ui.K_KIND).set_value("learned")
-    at.run()
-    return ok(at)
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, at.exception
-    return at
+    return propose_page("learned", dataset, timeout=120)
 
 
 def texts(at: AppTest) -> list[str]:
     return [str(t.value) for t in at.main.text]
-
-
-def finish(at: AppTest) -> AppTest:
-    """Wait for the background run the page started, then rerun as the fragment's poll would."""
-    job = at.session_state[ui.K_JOB]
-    assert job.wait(timeout=120)
-    at.run()
-    return ok(at)
 
 
 def test_learned_trains_on_the_demo_decisions_and_shows_its_kappa(app_db: Path) -> None:
@@ -72,7 +49,7 @@ def test_learned_trains_on_the_demo_decisions_and_shows_its_kappa(app_db: Path) 
 
     at.button(key=ui.K_RUN).click()
     at.run()
-    finish(ok(at))
+    finish(ok(at), timeout=120)
 
     assert [s.value for s in at.main.success] == ["Finished."]
     shown = texts(at)
@@ -129,7 +106,7 @@ def test_learned_works_on_the_picked_dataset_only(app_db: Path) -> None:
     assert texts(at)[0].startswith("Can train: 60 agreed labels")
     at.button(key=ui.K_RUN).click()
     at.run()
-    finish(ok(at))
+    finish(ok(at), timeout=120)
     assert any(t.startswith("60 proposals stored") for t in texts(at))
     with Store(app_db) as store:
         assert {p.dataset for p in store.proposals(judge="learned")} == {"beta"}

@@ -31,14 +31,20 @@ def db(app_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def propose_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+def propose_page(kind: str | None = None, dataset: str | None = None, timeout: float = 60) -> AppTest:
+    """The Propose page as reviewer ann (in `dataset`, with judge `kind` picked when given)."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
     at.query_params["reviewer"] = "ann"
+    if dataset:
+        at.query_params["dataset"] = dataset
     at.run()
     at.switch_page("views/propose.py")
     at.run()
     ok(at)
-    return at
+    if kind is not None:
+        at.radio(key=ui.K_KIND).set_value(kind)
+        at.run()
+    return ok(at)
 
 
 def ok(at: AppTest) -> AppTest:
@@ -46,12 +52,22 @@ def ok(at: AppTest) -> AppTest:
     return at
 
 
-def finish(at: AppTest) -> AppTest:
+def finish(at: AppTest, timeout: float = 60) -> AppTest:
     """Wait for the background run the page started, then rerun as the fragment's poll would."""
     job = at.session_state[ui.K_JOB]
-    assert job.wait(timeout=60)
+    assert job.wait(timeout=timeout)
     at.run()
     return ok(at)
+
+
+def run_llm_against(url: str) -> AppTest:
+    """Pick the LLM judge, point it at `url`, press Run and wait for the run to end."""
+    at = propose_page("llm")
+    at.text_input(key=ui.K_URL).set_value(url)
+    at.run()
+    at.button(key=ui.K_RUN).click()
+    at.run()
+    return finish(ok(at))
 
 
 def page_text(at: AppTest) -> str:
@@ -78,9 +94,7 @@ def test_offline_is_the_default_and_runs(db: Path) -> None:
 
 
 def test_prompt_preview_is_inert_text(db: Path, standin: StandIn) -> None:
-    at = propose_page()
-    at.radio(key=ui.K_KIND).set_value("llm")
-    at.run()
+    at = propose_page("llm")
     at.text_input(key=ui.K_PREVIEW).set_value("Cluster_xss")
     at.run()
     ok(at)
@@ -92,9 +106,7 @@ def test_prompt_preview_is_inert_text(db: Path, standin: StandIn) -> None:
 
 def test_llm_run_with_typed_key_never_shows_or_stores_it(db: Path, standin: StandIn) -> None:
     standin.expected_api_key = KEY
-    at = propose_page()
-    at.radio(key=ui.K_KIND).set_value("llm")
-    at.run()
+    at = propose_page("llm")
     at.text_input(key=ui.K_MODEL).set_value("stand-model")
     at.text_input(key=ui.K_URL).set_value(standin.base_url)
     at.text_input(key=ui.K_KEY_FIELD).set_value(KEY)
@@ -126,9 +138,7 @@ def test_wrong_key_stops_and_failures_are_listed(db: Path, standin: StandIn) -> 
         return None
 
     standin.handler = handler
-    at = propose_page()
-    at.radio(key=ui.K_KIND).set_value("llm")
-    at.run()
+    at = propose_page("llm")
     at.text_input(key=ui.K_URL).set_value(standin.base_url)
     at.text_input(key=ui.K_KEY_FIELD).set_value("sk-wrong-key-000000000000")
     at.run()
@@ -153,9 +163,7 @@ def test_wrong_key_stops_and_failures_are_listed(db: Path, standin: StandIn) -> 
 
 
 def test_bad_endpoint_disables_run(db: Path) -> None:
-    at = propose_page()
-    at.radio(key=ui.K_KIND).set_value("llm")
-    at.run()
+    at = propose_page("llm")
     at.text_input(key=ui.K_URL).set_value("localhost:8000")
     at.run()
     assert at.main.error and "http(s)://" in page_text(at)
@@ -164,9 +172,7 @@ def test_bad_endpoint_disables_run(db: Path) -> None:
 
 def test_stop_button_cancels_and_keeps_answers(db: Path, standin: StandIn) -> None:
     standin.latency = 0.3
-    at = propose_page()
-    at.radio(key=ui.K_KIND).set_value("llm")
-    at.run()
+    at = propose_page("llm")
     at.text_input(key=ui.K_URL).set_value(standin.base_url)
     at.number_input(key=ui.K_CONCURRENCY).set_value(1)
     at.button(key=ui.K_RUN).click()
@@ -184,14 +190,7 @@ def test_stop_button_cancels_and_keeps_answers(db: Path, standin: StandIn) -> No
 
 def test_a_run_where_every_request_failed_shows_no_success_box(db: Path, standin: StandIn) -> None:
     standin.handler = lambda req: Reply(status=400, error_message="this model does not take images")
-    at = propose_page()
-    at.radio(key=ui.K_KIND).set_value("llm")
-    at.run()
-    at.text_input(key=ui.K_URL).set_value(standin.base_url)
-    at.run()
-    at.button(key=ui.K_RUN).click()
-    at.run()
-    finish(ok(at))
+    at = run_llm_against(standin.base_url)
 
     assert not at.main.success
     assert any("Every request failed" in e.value for e in at.main.error)
@@ -201,14 +200,7 @@ def test_a_run_where_every_request_failed_shows_no_success_box(db: Path, standin
 def test_endpoint_text_in_a_stop_reason_is_plain_text_not_markdown(db: Path, standin: StandIn) -> None:
     body = "**Urgent**: [re-enter your key](http://127.0.0.1:9/phish) ![t](http://127.0.0.1:9/t.png)"
     standin.handler = lambda req: Reply(status=401, error_message=body)
-    at = propose_page()
-    at.radio(key=ui.K_KIND).set_value("llm")
-    at.run()
-    at.text_input(key=ui.K_URL).set_value(standin.base_url)
-    at.run()
-    at.button(key=ui.K_RUN).click()
-    at.run()
-    finish(ok(at))
+    at = run_llm_against(standin.base_url)
 
     assert any(body in t.value for t in at.main.text)  # shown, as the characters it is
     for box in (*at.main.error, *at.main.warning, *at.main.success):  # boxes render Markdown
