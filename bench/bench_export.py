@@ -89,15 +89,20 @@ def load() -> str:
 # --------------------------------------------------------------------------- uid subset
 
 
+def random_uids(rng: np.random.Generator, n: int) -> pa.StringArray:
+    """n random 32-hex-digit uids as DataComp writes them (vectorised hex, no Python loop)."""
+    hexed = HEX_PAIRS[rng.integers(0, 256, size=(n, 16), dtype=np.uint8)].reshape(n, 32)
+    offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed.tobytes()))
+
+
 def write_assignments(path: Path, rows: int, seed: int = 0, chunk: int = 2_000_000) -> None:
     """Random uids and cluster labels, written in chunks (vectorised hex, no Python loop)."""
     rng = np.random.default_rng(seed)
     writer = None
     for start in range(0, rows, chunk):
         n = min(chunk, rows - start)
-        hexed = HEX_PAIRS[rng.integers(0, 256, size=(n, 16), dtype=np.uint8)].reshape(n, 32)
-        offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
-        uids = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed.tobytes()))
+        uids = random_uids(rng, n)
         table = pa.table({"uid": uids, "cluster_label": rng.integers(0, N_POOL_CLUSTERS, size=n)})
         if writer is None:
             writer = pacsv.CSVWriter(path, table.schema)
@@ -230,9 +235,7 @@ def write_datacomp_assignments(path: Path, rows: int, seed: int = 1, chunk: int 
     writer = None
     for start in range(0, rows, chunk):
         n = min(chunk, rows - start)
-        hexed = HEX_PAIRS[rng.integers(0, 256, size=(n, 16), dtype=np.uint8)].reshape(n, 32)
-        offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
-        uids = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed.tobytes()))
+        uids = random_uids(rng, n)
         clusters = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, N_POOL_CLUSTERS, size=n), pa.int32()), names)
         l14 = np.round(rng.normal(0.25, 0.05, size=n), 4)
         table = pa.table({"uid": uids, "cluster_id": clusters, "distance": rng.random(n, dtype=np.float32),
