@@ -156,7 +156,7 @@ def card(view: ClusterView, shown: Card, ctx: AppContext, facts: list[str]) -> N
     with top_right:
         proposals(view, ctx.blind, shown.serial)
     action_bar(view, shown, ctx)
-    samples(view, shown.serial)
+    samples(view)
     with st.container(key=f"cqc_end_{shown.serial}"):  # the card is complete once this is on screen
         # Last, so the browser has the whole card before it sends this card's token with a press.
         st.session_state[TOKEN_KEY] = shown.token
@@ -223,7 +223,7 @@ def _action_label(action: str, shown: Card) -> str:
     return ACTION_LABELS[action]
 
 
-def samples(view: ClusterView, serial: str) -> None:
+def samples(view: ClusterView) -> None:
     """The 5 closest and 5 furthest samples side by side (numbered 1-10, as the hints refer to them).
 
     One escaped HTML element for all ten (card_html.py says why); with thumbnails on, a grid of
